@@ -1,0 +1,41 @@
+"""jaxembed: embeddings in JAX with the math proven.
+
+``x @ W`` with ``x`` one-hot is ``W[i]``; with ``x`` multi-hot it is ``Σ_j x_j W[j]``. Each
+equation is written twice — the literal product and the fast gather — and proven equal in
+``proofs/``.
+"""
+
+from jaxembed.bags import PAD_ID, Bags, bucket_width
+from jaxembed.checks import checked
+from jaxembed.lookup import (
+    COMBINERS,
+    bag_lookup,
+    clip_rows,
+    dense_lookup,
+    lookup,
+    multi_hot,
+    one_hot,
+    safe_bag_lookup,
+)
+from jaxembed.partition import join_shards, partitioned_lookup, shard_sizes, split_table
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COMBINERS",
+    "PAD_ID",
+    "Bags",
+    "bag_lookup",
+    "bucket_width",
+    "checked",
+    "clip_rows",
+    "dense_lookup",
+    "join_shards",
+    "lookup",
+    "multi_hot",
+    "one_hot",
+    "partitioned_lookup",
+    "safe_bag_lookup",
+    "shard_sizes",
+    "split_table",
+]
