@@ -51,7 +51,8 @@ def id_array(ids: Any, what: str) -> Any:
 
 def narrow_ids(ids: np.ndarray) -> np.ndarray:
     """int32 when the values fit (JAX's default int width), else keep int64."""
-    if ids.size == 0 or (ids.min() >= np.iinfo(np.int32).min and ids.max() <= np.iinfo(np.int32).max):
+    limits = np.iinfo(np.int32)
+    if ids.size == 0 or (ids.min() >= limits.min and ids.max() <= limits.max):
         return ids.astype(np.int32)
     return ids
 

@@ -33,6 +33,7 @@ from jaxtyping import Array, Float, Int
 from jaxembed import _validate
 from jaxembed.bags import PAD_ID, Bags
 from jaxembed.checks import check_ids
+from jaxembed.kernels import pallas_pool
 
 Combiner = Literal["sum", "mean", "sqrtn", "max"]
 LookupStyle = Literal["gather", "one_hot", "auto"]
@@ -123,7 +124,7 @@ def _resolve_style(style: str, num_embeddings: int) -> str:
 
 def lookup(
     table: Float[Array, "V K"],
-    ids: Int[Array, "..."],
+    ids: Int[Array, ...],
     *,
     max_norm: float | None = None,
     lookup_style: LookupStyle = "gather",
@@ -138,11 +139,14 @@ def lookup(
     table, ids = _checked_ids(table, ids, "lookup ids")
     num_embeddings = table.shape[0]
     style = _resolve_style(lookup_style, num_embeddings)
+    valid = (ids >= PAD_ID) & (ids < num_embeddings)
+    check_ids(ids, valid, num_embeddings, "lookup ids")
     if style == "one_hot":
-        rows = dense_lookup(one_hot(ids, num_embeddings, table.dtype), table)
+        # An out-of-range id multiplies a zero row, then reads NaN: its gradient stays zero.
+        hot = one_hot(jnp.where(valid, ids, PAD_ID), num_embeddings, table.dtype)
+        rows = dense_lookup(hot, table)
+        rows = jnp.where(valid[..., None], rows, jnp.array(jnp.nan, table.dtype))
     else:
-        valid = (ids >= PAD_ID) & (ids < num_embeddings)
-        check_ids(ids, valid, num_embeddings, "lookup ids")
         rows = jnp.take(table, jnp.clip(ids, 0, num_embeddings - 1), axis=0)
         fill = jnp.where(ids == PAD_ID, 0.0, jnp.nan).astype(table.dtype)
         in_table = (ids >= 0) & valid
@@ -157,10 +161,21 @@ def lookup(
 def _weighted_row_sum(table: Array, ids: Array, weights: Array) -> Array:
     """``out[b] = Σ_l weights[b, l] · table[ids[b, l]]`` for in-range ``ids``.
 
-    The fast path: one gather of ``B`` rows per slot ``l``, fused with the multiply-add, so the
-    ``[B, L, K]`` block of rows is never written out (on a CPU this is what makes it match
-    ``torch.nn.EmbeddingBag``). Its gradient is the explicit scatter-add below.
+    On an NVIDIA GPU this runs the Pallas kernel of :mod:`jaxembed.kernels.pallas_pool` when
+    the shape suits it; everywhere else the plain-JAX loop below, which is also its reference.
+    The gradient is the explicit scatter-add of ``_weighted_row_sum_bwd``.
     """
+    if pallas_pool.ENABLED and pallas_pool.supports(table.shape, table.dtype, ids.shape[1]):
+        return lax.platform_dependent(
+            table, ids, weights, cuda=pallas_pool.pooled_sum, default=_slot_loop_row_sum
+        )
+    return _slot_loop_row_sum(table, ids, weights)
+
+
+def _slot_loop_row_sum(table: Array, ids: Array, weights: Array) -> Array:
+    """The plain-JAX gather-sum: one gather of ``B`` rows per slot ``l``, fused with the
+    multiply-add, so the ``[B, L, K]`` block of rows is never written out (on a CPU this is
+    what makes it match ``torch.nn.EmbeddingBag``)."""
     acc = _accumulator_dtype(table.dtype)
     width = ids.shape[1]
 
@@ -295,9 +310,11 @@ def safe_bag_lookup(
         raise IndexError(
             f"default_id {default_id} is out of range for a table of {num_embeddings} rows"
         )
+    _validate.ids_in_range(bags.ids, num_embeddings, "safe_bag_lookup ids")
     keep = bags.ids >= 0
     if combiner != "sum" and bags.weights is not None:
-        keep = keep & (bags.weights > 0)
+        # An out-of-range id stays whatever its weight, so that it poisons its row under jit.
+        keep = keep & ((bags.weights > 0) | (bags.ids >= num_embeddings))
     ids = jnp.where(keep, bags.ids, PAD_ID)
     weights = None if bags.weights is None else jnp.where(keep, bags.weights, 0.0)
     if default_id is not None:
