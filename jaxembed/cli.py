@@ -19,6 +19,20 @@ def _prove(args: argparse.Namespace) -> int:
     return run(profile=args.profile, pattern=args.k)
 
 
+def _train(args: argparse.Namespace) -> int:
+    from jaxembed.train import job, offline, online
+
+    config = job.JobConfig(
+        train_size=args.train_size, eval_size=args.eval_size, online_size=args.online_size,
+        seed=args.seed, out_dir=args.out, resume=args.resume, data_paths=tuple(args.data),
+        offline=offline.OfflineConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                      accumulate=args.accumulate, seed=args.seed),
+        online=online.OnlineConfig(accumulate=args.accumulate, seed=args.seed),
+    )
+    job.run(config)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     module = importlib.import_module(BENCHMARKS[args.name])
     accepted = inspect.signature(module.run).parameters
@@ -38,6 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
     prove.add_argument("-k", default=None, help="only proofs matching this pytest -k pattern")
     prove.set_defaults(handler=_prove)
 
+    train = commands.add_parser(
+        "train", help="the main job: train SearchCTR offline, then online on a click stream")
+    defaults = _job_defaults()
+    train.add_argument("--train-size", type=int, default=defaults["train_size"],
+                       help="generated training impressions")
+    train.add_argument("--eval-size", type=int, default=defaults["eval_size"],
+                       help="generated evaluation impressions (each period)")
+    train.add_argument("--online-size", type=int, default=defaults["online_size"],
+                       help="generated impressions streamed in the online phase")
+    train.add_argument("--epochs", type=int, default=defaults["epochs"])
+    train.add_argument("--batch-size", type=int, default=defaults["batch_size"])
+    train.add_argument("--accumulate", type=int, default=1,
+                       help="mini-batches accumulated per update (optax.MultiSteps)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default="jaxembed-run",
+                       help="folder for checkpoints and training_curves.png")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the newest checkpoint in --out")
+    train.add_argument("--data", nargs="*", default=[],
+                       help="search log CSV/Parquet file(s) with the documented columns: one "
+                            "(split by time) or two (offline, online)")
+    train.set_defaults(handler=_train)
+
     bench = commands.add_parser("bench", help="benchmarks against a peer, as ratios")
     bench.add_argument("name", choices=sorted(BENCHMARKS))
     bench.add_argument("--vocab", type=int, help="table rows V")
@@ -47,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, help="timed repetitions (median reported)")
     bench.set_defaults(handler=_bench)
     return parser
+
+
+def _job_defaults() -> dict:
+    from jaxembed.train import job, offline
+
+    config, fit = job.JobConfig(), offline.OfflineConfig()
+    return {"train_size": config.train_size, "eval_size": config.eval_size,
+            "online_size": config.online_size, "epochs": fit.epochs,
+            "batch_size": fit.batch_size}
 
 
 def main(argv: list[str] | None = None) -> int:

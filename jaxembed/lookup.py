@@ -288,6 +288,31 @@ def bag_lookup(
     return jnp.where(poisoned[:, None], jnp.array(jnp.nan, out.dtype), out)
 
 
+def pooling_weights(bags: Bags, combiner: Combiner, dtype: Any = jnp.float32) -> Array:
+    """``w̃[b, l]``: the weight slot ``l`` of bag ``b`` carries into the pooled row, after the
+    combiner's normalization (0 on padding), so that ``bag_lookup(W, bags) = Σ_l w̃ W[i]``
+    for ``sum``, ``mean`` and ``sqrtn`` (without ``max_norm``)."""
+    if combiner not in ("sum", "mean", "sqrtn"):
+        raise ValueError(f"pooling weights exist for sum, mean and sqrtn, not {combiner!r}")
+    return _normalized_weights(bags.slot_weights(dtype), combiner)
+
+
+def bag_row_grads(
+    bags: Bags, pooled_grads: Float[Array, "B K"], combiner: Combiner
+) -> tuple[Int[Array, " N"], Float[Array, "N K"]]:
+    """The row-sparse gradient of :func:`bag_lookup` w.r.t. its table.
+
+    Given ``g = ∂L/∂bag_lookup(W, bags)``, returns ``ids int[B·L]`` (``-1`` on padding) and
+    ``rows f[B·L, K]`` with ``rows[b·L + l] = w̃[b, l] · g[b]``, so that
+    ``∂L/∂W = zeros.at[ids].add(rows)`` (duplicates add up) — the input of the row-sparse
+    optimizers in :mod:`jaxembed.optim.sparse`, without the dense ``[V, K]`` gradient.
+    """
+    weights = pooling_weights(bags, combiner, _accumulator_dtype(pooled_grads.dtype))
+    rows = weights[:, :, None] * pooled_grads[:, None, :]
+    ids = jnp.where(bags.mask, bags.ids, PAD_ID)
+    return ids.reshape(-1), rows.reshape(-1, pooled_grads.shape[-1]).astype(pooled_grads.dtype)
+
+
 def safe_bag_lookup(
     table: Float[Array, "V K"],
     bags: Bags,
@@ -298,9 +323,11 @@ def safe_bag_lookup(
 ) -> Float[Array, "B K"]:
     """TensorFlow's ``safe_embedding_lookup_sparse``.
 
-    Prunes ids ``< 0`` and, for every combiner but ``sum``, slots with weight ``<= 0``; then
+    Prunes padding and, for every combiner but ``sum``, slots with weight ``<= 0``; then
     pools as :func:`bag_lookup`. A bag left empty gets the row of ``default_id`` (looked up
     as a bag of that one id, so ``max_norm`` applies) or, with ``default_id=None``, zeros.
+    An id outside ``[-1, V)`` is never pruned: it raises, or under ``jit`` makes its row NaN,
+    as in :func:`bag_lookup`.
     """
     if not isinstance(bags, Bags):
         raise TypeError(f"safe_bag_lookup takes a jaxembed.Bags, got {type(bags).__name__}")
@@ -313,8 +340,9 @@ def safe_bag_lookup(
     _validate.ids_in_range(bags.ids, num_embeddings, "safe_bag_lookup ids")
     keep = bags.ids >= 0
     if combiner != "sum" and bags.weights is not None:
-        # An out-of-range id stays whatever its weight, so that it poisons its row under jit.
-        keep = keep & ((bags.weights > 0) | (bags.ids >= num_embeddings))
+        keep = keep & (bags.weights > 0)
+    # An invalid id (only a traced one gets here) is never pruned: it poisons its row.
+    keep = keep | (bags.ids < PAD_ID) | (bags.ids >= num_embeddings)
     ids = jnp.where(keep, bags.ids, PAD_ID)
     weights = None if bags.weights is None else jnp.where(keep, bags.weights, 0.0)
     if default_id is not None:

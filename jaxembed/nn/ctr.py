@@ -310,6 +310,15 @@ class SearchCTR(nnx.Module):
         )
 
     def __call__(self, batch: Mapping[str, Any]) -> jax.Array:
+        return self.head(self.embed(batch), batch)
+
+    def embed(self, batch: Mapping[str, Any]) -> dict[str, jax.Array]:
+        """The sparse inner products: layer (2) of each domain, ``{domain: f[B, embed_dim]}``,
+        and the wide part's sum ``{"wide": f[B, 1]}`` (its bias is added by :meth:`head`).
+
+        Split from :meth:`head` so a trainer can differentiate the loss w.r.t. these pooled
+        rows and update the tables row-sparsely (:func:`jaxembed.lookup.bag_row_grads`).
+        """
         codes = {name: _bags(batch, name) for name in self.domain_names}
         sizes = {name: bags.batch_size for name, bags in codes.items()}
         if self.wide is not None:
@@ -319,10 +328,18 @@ class SearchCTR(nnx.Module):
                 raise ValueError(f"batch has no 'stats' entry (keys: {sorted(batch)})")
             sizes["stats"] = jnp.shape(batch["stats"])[0]
         _same_batch(sizes)
-        behavior = [self.behavior[name](codes[name]) for name in self.domain_names]
+        pooled = {name: self.behavior[name].embed(codes[name]) for name in self.domain_names}
+        if self.wide is not None:
+            pooled["wide"] = bag_lookup(self.wide.kernel[...], batch["wide"], combiner="sum")
+        return pooled
+
+    def head(self, pooled: Mapping[str, jax.Array], batch: Mapping[str, Any]) -> jax.Array:
+        """Layers (3)–(8) on the pooled rows of :meth:`embed`, plus the wide sum and bias and
+        the statistics tower: the logits ``(B,)``."""
+        behavior = [self.behavior[name].dense(pooled[name]) for name in self.domain_names]
         logit = self.prediction(jnp.concatenate(behavior, axis=-1))[:, 0]
         if self.wide is not None:
-            logit = logit + self.wide(batch["wide"])
+            logit = logit + pooled["wide"][:, 0] + self.wide.bias[...]
         if self.stats_tower is not None:
             logit = logit + self.stats_tower(batch["stats"])
         return logit
