@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -11,17 +12,14 @@ from flax import nnx
 
 from jaxembed import metrics
 from jaxembed.features import Features
+from jaxembed.nn.ctr import sigmoid_cross_entropy
 
 
 def predict(model: nnx.Module, features: Features, batch_size: int) -> np.ndarray:
     """Click probabilities of every row; the last partial batch is padded with copies of its
     first row (one compiled shape), and the padding is dropped."""
     graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def probs(state: Any, batch: dict) -> jax.Array:
-        return jax.nn.sigmoid(nnx.merge(graphdef, state)(batch))
-
+    probs = _compiled_predict(graphdef)
     out = []
     n = len(features)
     for start in range(0, n, batch_size):
@@ -31,6 +29,15 @@ def predict(model: nnx.Module, features: Features, batch_size: int) -> np.ndarra
         batch = jax.tree.map(lambda a, r=rows: a[r], features.batch(0, n))
         out.append(np.asarray(probs(state, batch))[: stop - start])
     return np.concatenate(out).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_predict(graphdef: Any):
+    @jax.jit
+    def probs(state: Any, batch: dict) -> jax.Array:
+        return jax.nn.sigmoid(nnx.merge(graphdef, state)(batch))
+
+    return probs
 
 
 def report(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict[str, float]:
@@ -48,7 +55,6 @@ def report(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict[st
 
 def mean_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Mean sigmoid cross-entropy over the rows where ``mask`` is true (all by default)."""
-    from jaxembed.nn.ctr import sigmoid_cross_entropy
 
     losses = sigmoid_cross_entropy(logits, labels)
     if mask is None:

@@ -84,19 +84,13 @@ class OfflineTrainer:
         self.table_paths = [optim_partition.param_path(path) for path, _ in flat]
         self.tables = [leaf for _, leaf in flat]
         combiner = _combiner_of(model)
-        self.entries = [_batch_entry(p) for p in self.table_paths]
-        self.combiners = ["sum" if e == "wide" else combiner for e in self.entries]
-        self.rules: list[SparseRule] = [
-            sparse_ftrl(config.wide_learning_rate, l1=config.wide_l1, l2=config.wide_l2)
-            if e == "wide" else sparse_adagrad(config.table_learning_rate)
-            for e in self.entries
-        ]
-        self.table_states = [rule.init(t) for rule, t in zip(self.rules, self.tables, strict=True)]
-        dense = optax.adam(config.dense_learning_rate)
-        self.dense_tx = optax.MultiSteps(dense, config.accumulate) if config.accumulate > 1 \
-            else dense
-        self.dense_state = self.dense_tx.init(self.rest)
-        self._step = self._compile()
+        self.entries = tuple(_batch_entry(p) for p in self.table_paths)
+        self.combiners = tuple("sum" if e == "wide" else combiner for e in self.entries)
+        rules, dense_tx = _optimizers(self.entries, config)
+        self.table_states = [rule.init(t) for rule, t in zip(rules, self.tables, strict=True)]
+        self.dense_state = dense_tx.init(self.rest)
+        self._step = _compiled_step(self.graphdef, self.table_def, self.entries, self.combiners,
+                                    config)
 
     # --- state -------------------------------------------------------------------------------
     def model(self) -> nnx.Module:
@@ -119,35 +113,6 @@ class OfflineTrainer:
         self.rest = payload["rest"]
         self.dense_state = payload["dense_state"]
 
-    # --- the step ----------------------------------------------------------------------------
-    def _compile(self) -> Callable:
-        graphdef, table_def, dense_tx = self.graphdef, self.table_def, self.dense_tx
-        entries, combiners, rules = self.entries, self.combiners, self.rules
-
-        @functools.partial(jax.jit, donate_argnums=(0, 1, 2, 3))
-        def step(tables, table_states, rest, dense_state, batch, labels):
-            table_tree = jax.tree.unflatten(table_def, tables)
-            pooled = nnx.merge(graphdef, table_tree, rest).embed(batch)
-
-            def loss_fn(pooled, rest):
-                logits = nnx.merge(graphdef, table_tree, rest).head(pooled, batch)
-                return mean_loss(logits, labels)
-
-            loss, (d_pooled, d_rest) = jax.value_and_grad(loss_fn, argnums=(0, 1))(pooled, rest)
-            updates, dense_state = dense_tx.update(d_rest, dense_state, rest)
-            rest = optax.apply_updates(rest, updates)
-            new_tables, new_states = [], []
-            for table, state, entry, combiner, rule in zip(
-                tables, table_states, entries, combiners, rules, strict=True
-            ):
-                ids, rows = bag_row_grads(batch[entry], d_pooled[entry], combiner)
-                table, state = rule.update(table, state, ids, rows)
-                new_tables.append(table)
-                new_states.append(state)
-            return new_tables, new_states, rest, dense_state, loss
-
-        return step
-
     def step(self, batch: dict, labels: Any) -> jax.Array:
         """Train on one mini-batch; returns its loss (before the update)."""
         self.tables, self.table_states, self.rest, self.dense_state, loss = self._step(
@@ -155,6 +120,52 @@ class OfflineTrainer:
             jnp.asarray(labels),
         )
         return loss
+
+
+def _optimizers(entries: tuple[str, ...], config: OfflineConfig
+                ) -> tuple[list[SparseRule], optax.GradientTransformation]:
+    """Row-sparse rules of the tables (FTRL for the wide kernel, Adagrad for embeddings) and
+    the dense transform (Adam, in ``optax.MultiSteps`` when ``accumulate > 1``)."""
+    rules = [
+        sparse_ftrl(config.wide_learning_rate, l1=config.wide_l1, l2=config.wide_l2)
+        if entry == "wide" else sparse_adagrad(config.table_learning_rate)
+        for entry in entries
+    ]
+    dense = optax.adam(config.dense_learning_rate)
+    if config.accumulate > 1:
+        dense = optax.MultiSteps(dense, config.accumulate)
+    return rules, dense
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_step(graphdef, table_def, entries, combiners, config: OfflineConfig) -> Callable:
+    """The jitted train step for one model structure and config (cached: a second trainer of
+    the same model and config reuses the compiled step)."""
+    rules, dense_tx = _optimizers(entries, config)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2, 3))
+    def step(tables, table_states, rest, dense_state, batch, labels):
+        table_tree = jax.tree.unflatten(table_def, tables)
+        pooled = nnx.merge(graphdef, table_tree, rest).embed(batch)
+
+        def loss_fn(pooled, rest):
+            logits = nnx.merge(graphdef, table_tree, rest).head(pooled, batch)
+            return mean_loss(logits, labels)
+
+        loss, (d_pooled, d_rest) = jax.value_and_grad(loss_fn, argnums=(0, 1))(pooled, rest)
+        updates, dense_state = dense_tx.update(d_rest, dense_state, rest)
+        rest = optax.apply_updates(rest, updates)
+        new_tables, new_states = [], []
+        for table, state, entry, combiner, rule in zip(
+            tables, table_states, entries, combiners, rules, strict=True
+        ):
+            ids, rows = bag_row_grads(batch[entry], d_pooled[entry], combiner)
+            table, state = rule.update(table, state, ids, rows)
+            new_tables.append(table)
+            new_states.append(state)
+        return new_tables, new_states, rest, dense_state, loss
+
+    return step
 
 
 def _combiner_of(model: nnx.Module) -> str:

@@ -78,7 +78,7 @@ def stream_events(log: SearchLog, config: OnlineConfig) -> list[PageView | Click
     return [events[i] for i in order]
 
 
-def _with_offline_ftrl_state(opt_state: Any, params: Any, ftrl_state: FtrlState | None) -> Any:
+def _with_offline_ftrl_state(opt_state: Any, ftrl_state: FtrlState | None) -> Any:
     """Put the offline FTRL slots of ``wide/kernel`` into the partition's FTRL state."""
     if ftrl_state is None:
         return opt_state
@@ -95,8 +95,33 @@ def _with_offline_ftrl_state(opt_state: Any, params: Any, ftrl_state: FtrlState 
         return FtrlState(take(node.accumulators, ftrl_state.accumulators),
                          take(node.linear, ftrl_state.linear))
 
-    del params
     return jax.tree.map(fill, opt_state, is_leaf=lambda n: isinstance(n, FtrlState))
+
+
+def _transform(config: OnlineConfig) -> optax.GradientTransformation:
+    """The online partition: FTRL on the wide kernel, frozen tables, SGD elsewhere."""
+    tx = partitioned(
+        {"ftrl": ftrl(config.ftrl_learning_rate, l1=config.ftrl_l1, l2=config.ftrl_l2),
+         "sgd": optax.sgd(config.sgd_learning_rate)},
+        rules=ONLINE_RULES, default="sgd")
+    return optax.MultiSteps(tx, config.accumulate) if config.accumulate > 1 else tx
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_step(graphdef: Any, config: OnlineConfig):
+    """The jitted online step for one model structure and config (cached)."""
+    tx = _transform(config)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 2))
+    def step(params, other, opt_state, batch, labels):
+        def loss_fn(params):
+            return mean_loss(nnx.merge(graphdef, params, other)(batch), labels)
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
 
 
 class OnlineLearner:
@@ -106,31 +131,13 @@ class OnlineLearner:
                  ftrl_state: FtrlState | None = None) -> None:
         self.config = config
         self.graphdef, self.params, self.other = nnx.split(model, nnx.Param, ...)
-        tx = partitioned(
-            {"ftrl": ftrl(config.ftrl_learning_rate, l1=config.ftrl_l1, l2=config.ftrl_l2),
-             "sgd": optax.sgd(config.sgd_learning_rate)},
-            rules=ONLINE_RULES, default="sgd")
-        self.tx = optax.MultiSteps(tx, config.accumulate) if config.accumulate > 1 else tx
+        self.tx = _transform(config)
         inner = self.tx.init(self.params)
-        self.opt_state = _with_offline_ftrl_state(inner, self.params, ftrl_state)
-        self._step = self._compile()
+        self.opt_state = _with_offline_ftrl_state(inner, ftrl_state)
+        self._step = _compiled_step(self.graphdef, config)
 
     def model(self) -> nnx.Module:
         return nnx.merge(self.graphdef, self.params, self.other)
-
-    def _compile(self):
-        graphdef, tx = self.graphdef, self.tx
-
-        @functools.partial(jax.jit, donate_argnums=(0, 2))
-        def step(params, other, opt_state, batch, labels):
-            def loss_fn(params):
-                return mean_loss(nnx.merge(graphdef, params, other)(batch), labels)
-
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        return step
 
     def step(self, batch: dict, labels: Any) -> jax.Array:
         self.params, self.opt_state, loss = self._step(
