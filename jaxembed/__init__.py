@@ -21,6 +21,26 @@ from jaxembed.partition import join_shards, partitioned_lookup, shard_sizes, spl
 
 __version__ = "0.1.0"
 
+# Subpackages load on first use (``je.optim.ftrl``, ``je.graph.node2vec`` ...), so that
+# ``import jaxembed`` stays as light as the core.
+_SUBPACKAGES = ("data", "encoding", "features", "graph", "metrics", "models", "nn", "optim",
+                "sharding", "stream", "text", "train")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        import importlib
+
+        module = importlib.import_module(f"jaxembed.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'jaxembed' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBPACKAGES])
+
+
 __all__ = [
     "COMBINERS",
     "PAD_ID",

@@ -7,9 +7,17 @@ import importlib
 import inspect
 import sys
 
+from jaxembed.commands.graph_text import add_node2vec_parser, add_word2vec_parser
+
 # `jaxembed bench NAME` runs jaxembed.bench.<module>.run(); each benchmark owns its module.
 BENCHMARKS = {
+    "encoding": "jaxembed.bench.encoding",
+    "graph": "jaxembed.bench.graph",
     "lookup": "jaxembed.bench.lookup",
+    "sharding": "jaxembed.bench.sharding",
+    "sparse-step": "jaxembed.bench.sparse_step",
+    "train": "jaxembed.bench.train",
+    "word2vec": "jaxembed.bench.word2vec",
 }
 
 
@@ -74,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="search log CSV/Parquet file(s) with the documented columns: one "
                             "(split by time) or two (offline, online)")
     train.set_defaults(handler=_train)
+
+    add_node2vec_parser(commands)
+    add_word2vec_parser(commands)
 
     bench = commands.add_parser("bench", help="benchmarks against a peer, as ratios")
     bench.add_argument("name", choices=sorted(BENCHMARKS))
