@@ -43,9 +43,11 @@ COMBINERS: tuple[str, ...] = ("sum", "mean", "sqrtn", "max")
 _UNROLL_MAX_WIDTH = 64
 
 # `lookup_style="auto"`: the largest vocabulary for which the one-hot matrix product beats the
-# gather, per backend, measured by `jaxembed bench lookup` (docs/benchmarks.md). On CPU and GPU
-# the gather wins at every size measured; on TPU the MXU makes small one-hot products cheaper.
-ONE_HOT_MAX_VOCAB = {"cpu": 0, "gpu": 0, "cuda": 0, "rocm": 0, "tpu": 2048}
+# gather, per backend, measured by `jaxembed bench lookup` (docs/benchmarks.md): on CPU the
+# gather wins at every size measured (V >= 16); on an H200 the one-hot product wins at V = 16
+# and loses from V = 64. TPU: not measured here; its matrix unit makes small one-hot products
+# cheap, the usual crossover of TPU embedding layers is taken.
+ONE_HOT_MAX_VOCAB = {"cpu": 0, "gpu": 16, "cuda": 16, "rocm": 0, "tpu": 2048}
 
 
 def _accumulator_dtype(dtype: Any) -> Any:

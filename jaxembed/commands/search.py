@@ -1,0 +1,173 @@
+"""``jaxembed search`` and ``jaxembed index``: Talk-to-Books style sentence search.
+
+::
+
+    jaxembed search "how do I read a file line by line" -k 5
+    jaxembed index notes/*.txt --out my-index
+    jaxembed search "what happens on timeout" --index my-index
+
+``search`` without ``--index`` uses an index over the built-in corpus (CPython's reference
+text and standard-library docstrings, :func:`jaxembed.text.corpus.builtin_corpus`): the first
+call trains the dual encoder and caches the index under ``~/.cache/jaxembed`` (or
+``--cache-dir``; ``$XDG_CACHE_HOME`` is honoured), later calls load it. Each hit is printed
+with its score, its document, and the sentences before and after it.
+
+``add_search_parser`` / ``add_index_parser`` register the subcommands on an ``argparse``
+subparsers object; each sets ``handler`` (``handler(args) -> exit code``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = [
+    "add_index_parser",
+    "add_search_parser",
+    "builtin_index_dir",
+    "print_hits",
+    "run_index",
+    "run_search",
+]
+
+TRAINING_DEFAULTS = {"dim": 256, "buckets": 2**17, "epochs": 10, "batch_size": 1024,
+                     "dropout": 0.5, "seed": 0}
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    d = TRAINING_DEFAULTS
+    p.add_argument("--dim", type=int, default=d["dim"],
+                   help=f"embedding size (default {d['dim']})")
+    p.add_argument("--buckets", type=int, default=d["buckets"],
+                   help=f"hashed n-gram buckets (default {d['buckets']})")
+    p.add_argument("--epochs", type=int, default=d["epochs"],
+                   help=f"passes over the sentence pairs (default {d['epochs']})")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"],
+                   help=f"pairs per step, the in-batch negatives (default {d['batch_size']})")
+    p.add_argument("--dropout", type=float, default=d["dropout"],
+                   help=f"n-gram dropout while training (default {d['dropout']})")
+    p.add_argument("--seed", type=int, default=d["seed"], help="random seed (default 0)")
+
+
+def add_search_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``search QUERY [--index DIR] [-k K]`` on ``subparsers``."""
+    p = subparsers.add_parser(
+        "search", help="find the sentences most likely to follow a query",
+        description="Semantic search with a dual encoder: prints the k sentences most likely "
+        "to follow QUERY, each with the sentences around it. Without --index, searches the "
+        "built-in corpus (CPython's documentation), training and caching its index on first "
+        "use.")
+    p.add_argument("query", nargs="+", metavar="QUERY", help="the query text")
+    p.add_argument("--index", metavar="DIR", help="an index written by 'jaxembed index'")
+    p.add_argument("-k", type=int, default=5, help="results to show (default 5)")
+    p.add_argument("--approx", action="store_true",
+                   help="approximate top-k (lax.approx_max_k; fast on TPUs)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="where the built-in index is cached (default ~/.cache/jaxembed)")
+    _add_training_options(p)
+    p.set_defaults(handler=run_search)
+    return p
+
+
+def add_index_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``index FILES... --out DIR`` on ``subparsers``."""
+    p = subparsers.add_parser(
+        "index", help="train a sentence-search model on text files and write its index",
+        description="Splits each UTF-8 text file (one document each) into sentences, trains a "
+        "dual encoder on (sentence, next sentence) pairs, and writes an index folder for "
+        "'jaxembed search --index'.")
+    p.add_argument("files", nargs="+", metavar="FILES", help="UTF-8 text files")
+    p.add_argument("--out", required=True, metavar="DIR", help="the index folder to write")
+    _add_training_options(p)
+    p.set_defaults(handler=run_index)
+    return p
+
+
+def _train_index(corpus: Any, args: argparse.Namespace) -> Any:
+    import jax
+
+    from jaxembed.text.retrieval import SentenceIndex, train_dual_encoder
+
+    statements, responses = corpus.pairs()
+    if len(statements) < 2:
+        raise SystemExit(f"jaxembed: the text has {len(statements)} pair(s) of consecutive "
+                         "sentences; at least 2 are needed to train")
+    model, _ = train_dual_encoder(statements, responses, jax.random.key(args.seed),
+                                  num_buckets=args.buckets, dim=args.dim, epochs=args.epochs,
+                                  batch_size=args.batch_size, ngram_dropout=args.dropout,
+                                  progress=True)
+    return SentenceIndex(model, corpus)
+
+
+def builtin_index_dir(cache_dir: str | os.PathLike | None, args: argparse.Namespace) -> Path:
+    """The cache folder of the built-in index for these training options and this Python."""
+    if cache_dir is None:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        cache_dir = Path(base) / "jaxembed"
+    options = {name: getattr(args, name) for name in TRAINING_DEFAULTS}
+    options["python"] = f"{sys.version_info.major}.{sys.version_info.minor}"
+    digest = hashlib.blake2b(json.dumps(options, sort_keys=True).encode(),
+                             digest_size=6).hexdigest()
+    return Path(cache_dir) / f"search-builtin-{digest}"
+
+
+def _builtin_index(args: argparse.Namespace) -> Any:
+    from jaxembed.text.corpus import builtin_corpus
+    from jaxembed.text.retrieval import SentenceIndex
+
+    folder = builtin_index_dir(args.cache_dir, args)
+    if (folder / "sentences.json").is_file():
+        return SentenceIndex.load(folder)
+    print(f"building the built-in index in {folder} (once)", file=sys.stderr)
+    index = _train_index(builtin_corpus(), args)
+    index.save(folder)
+    return index
+
+
+def print_hits(hits: list[Any], corpus: Any, out: TextIO = sys.stdout, width: int = 100) -> None:
+    """Print each hit: rank, score, document, then the sentence with its neighbours."""
+    for rank, hit in enumerate(hits, start=1):
+        doc = corpus.doc_names[int(corpus.doc_ids[hit.index])]
+        print(f"{rank}. [{hit.score:.3f}] {doc}", file=out)
+        for label, text in (("before", hit.before), ("  >>  ", hit.sentence),
+                            ("after ", hit.after)):
+            if text is not None:
+                print(textwrap.shorten(f"   {label} {text}", width=width, placeholder=" ..."),
+                      file=out)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Handler of ``jaxembed search``."""
+    from jaxembed.text.retrieval import SentenceIndex
+
+    if args.k < 1:
+        raise SystemExit(f"jaxembed: -k must be >= 1, got {args.k}")
+    index = SentenceIndex.load(args.index) if args.index else _builtin_index(args)
+    query = " ".join(args.query)
+    (hits,) = index.search([query], k=args.k, approx=args.approx)
+    print_hits(hits, index.corpus)
+    return 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    """Handler of ``jaxembed index``."""
+    from jaxembed.text.corpus import Corpus
+
+    documents = []
+    for name in args.files:
+        try:
+            documents.append((name, Path(name).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as err:
+            raise SystemExit(f"jaxembed: cannot read {name}: {err}") from err
+    corpus = Corpus.from_documents(documents)
+    index = _train_index(corpus, args)
+    index.save(args.out)
+    print(f"indexed {len(corpus)} sentences from {len(corpus.doc_names)} file(s) into "
+          f"{args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,323 @@
+"""Skip-gram with negative sampling (SGNS): the trainer shared by DeepWalk, node2vec and word2vec.
+
+A corpus is a set of sequences of token ids (graph walks, or sentences). For each center
+``c`` and each context ``o`` within the (dynamic) window, with ``k`` noise tokens
+``n_1..n_k ~ P_n``, the loss is
+
+    ℓ(c, o) = -log σ(u_o · v_c) - Σ_j [n_j ≠ o] log σ(-u_{n_j} · v_c)
+
+with ``v`` the input table ("syn0", the embeddings returned) and ``u`` the output table
+("syn1neg"). Everything follows Mikolov's word2vec C tool:
+
+* **noise distribution** ``P_n(w) ∝ count(w)^0.75`` (negatives equal to the positive ``o``
+  are skipped, as the C code does);
+* **subsampling**: token ``w`` with corpus frequency ``f = count(w)`` out of ``T`` tokens is
+  kept with probability ``min(1, (sqrt(f / (s·T)) + 1) · (s·T) / f)`` (``s`` = ``sample``;
+  ``s = 0`` keeps everything), drawn afresh each epoch, before the windows are formed;
+* **dynamic window**: each center draws ``b ~ Uniform{0..window-1}`` and uses the reduced
+  window ``window - b`` on both sides (so nearer contexts are used more often);
+* **learning rate** decays linearly with the fraction of (raw) tokens processed,
+  ``lr = lr0 · max(1 - done / (epochs · T), 1e-4)``;
+* initial ``v ~ Uniform[-1, 1) / dim`` (gensim's range; the C tool's is half as wide, which
+  learns measurably slower on short runs), ``u = 0``.
+
+**Batched, row-sparse SGD.** Pairs are generated on the host (numpy, vectorized per window
+offset), shuffled within chunks, and trained ``batch_size`` pairs per step, many steps per
+``jit`` call (``lax.scan``). A step computes the gradient of ``Σ_batch ℓ`` from the tables as
+they were before the step, and only for the rows it touches:
+
+    ∂/∂v_c = g_o u_o + Σ_j g_j u_{n_j},   ∂/∂u_o = g_o v_c,   ∂/∂u_{n_j} = g_j v_c,
+    g_o = σ(u_o · v_c) - 1,   g_j = [n_j ≠ o] σ(u_{n_j} · v_c)
+
+then applies ``v.at[c].add(-lr ∂v)`` and ``u.at[o, n].add(-lr ∂u)`` to the donated tables
+(repeated rows add up) — never a dense ``V×K`` gradient. ``proofs/proof_skipgram.py`` proves
+this step equal to ``table - lr · jax.grad(Σ ℓ)``. Compared with word2vec's one-pair-at-a-time
+Hogwild updates, a batch sums the updates of a row that occurs several times; the default
+batch size is capped at ``4 · V`` pairs so that, on average, a row is touched a handful of
+times per step even for tiny vocabularies.
+
+References:
+    Mikolov, Sutskever, Chen, Corrado, Dean. "Distributed Representations of Words and
+    Phrases and their Compositionality". NeurIPS 2013.
+    Goldberg, Levy. "word2vec Explained: deriving Mikolov et al.'s negative-sampling
+    word-embedding method". arXiv:1402.3722, 2014.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "Corpus",
+    "draw_negatives",
+    "keep_probabilities",
+    "noise_distribution",
+    "sgns_loss",
+    "sgns_step",
+    "train_skipgram",
+    "window_pairs",
+]
+
+MIN_LR_RATIO = 1e-4
+"""The learning rate never decays below ``lr0 · MIN_LR_RATIO`` (as in word2vec)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """Sequences of token ids, flattened: sequence ``s`` is ``tokens[offsets[s]:offsets[s+1]]``.
+
+    Attributes:
+        tokens: ``int32[T]`` ids in ``[0, vocab_size)``.
+        offsets: ``int64[S + 1]``, non-decreasing, ``offsets[0] = 0``, ``offsets[-1] = T``.
+        vocab_size: ``V``.
+    """
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    vocab_size: int
+
+    def __post_init__(self) -> None:
+        tokens, offsets = np.asarray(self.tokens), np.asarray(self.offsets)
+        if tokens.ndim != 1 or offsets.ndim != 1 or offsets.size < 1:
+            raise ValueError("tokens and offsets must be 1-D, offsets non-empty")
+        if offsets[0] != 0 or offsets[-1] != tokens.size or np.any(np.diff(offsets) < 0):
+            raise ValueError(
+                f"offsets must rise from 0 to len(tokens)={tokens.size}, got "
+                f"{offsets[:3].tolist()}...{offsets[-3:].tolist()}"
+            )
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            bad = int(np.argmax((tokens < 0) | (tokens >= self.vocab_size)))
+            raise IndexError(
+                f"token id {int(tokens[bad])} at position {bad} is out of range for a "
+                f"vocabulary of {self.vocab_size}"
+            )
+
+    @classmethod
+    def from_walks(cls, walks: Any, num_nodes: int) -> Corpus:
+        """A corpus whose sequences are the rows of ``walks int[W, L]``."""
+        walks = np.asarray(walks)
+        if walks.ndim != 2:
+            raise ValueError(f"walks must be 2-D [num_walks, walk_length], got {walks.shape}")
+        offsets = np.arange(walks.shape[0] + 1, dtype=np.int64) * walks.shape[1]
+        return cls(walks.reshape(-1).astype(np.int32), offsets, int(num_nodes))
+
+    def counts(self) -> np.ndarray:
+        """Occurrences of each id, ``int64[V]``."""
+        return np.bincount(self.tokens, minlength=self.vocab_size)
+
+
+def noise_distribution(counts: Any, power: float = 0.75) -> np.ndarray:
+    """``P_n(w) = count(w)^power / Σ count^power`` (float64; ids never seen get 0)."""
+    weights = np.asarray(counts, np.float64) ** power
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("the corpus is empty: no token to draw negatives from")
+    return weights / total
+
+
+def keep_probabilities(counts: Any, sample: float) -> np.ndarray:
+    """word2vec's subsampling keep probability per id:
+    ``min(1, (sqrt(f / (s·T)) + 1) · (s·T) / f)`` with ``T = Σ counts``; ``s <= 0``: all 1."""
+    counts = np.asarray(counts, np.float64)
+    if sample <= 0:
+        return np.ones(counts.shape)
+    threshold = sample * counts.sum()
+    with np.errstate(divide="ignore"):
+        keep = (np.sqrt(counts / threshold) + 1.0) * threshold / counts
+    return np.minimum(np.nan_to_num(keep, nan=1.0, posinf=1.0), 1.0)
+
+
+def window_pairs(tokens: np.ndarray, seq_ids: np.ndarray, reach: np.ndarray,
+                 window: int) -> tuple[np.ndarray, np.ndarray]:
+    """All ``(center, context)`` pairs: position ``i`` pairs with ``i ± d`` for
+    ``1 <= d <= reach[i]`` when both lie in the same sequence (``seq_ids`` equal).
+
+    ``reach`` is each center's reduced window (``window - b``). Vectorized over positions,
+    one pass per offset ``d = 1..window``; pairs come grouped by offset.
+    """
+    centers, contexts = [], []
+    for d in range(1, window + 1):
+        same = seq_ids[:-d] == seq_ids[d:] if d < tokens.size else np.zeros(0, bool)
+        forward = same & (reach[:-d] >= d)  # center i, context i + d
+        backward = same & (reach[d:] >= d)  # center i + d, context i
+        centers += [tokens[:-d][forward], tokens[d:][backward]]
+        contexts += [tokens[d:][forward], tokens[:-d][backward]]
+    if not centers:
+        empty = np.zeros(0, np.int32)
+        return empty, empty
+    return np.concatenate(centers), np.concatenate(contexts)
+
+
+def sgns_loss(w_in: jax.Array, w_out: jax.Array, centers: jax.Array, contexts: jax.Array,
+              negatives: jax.Array, mask: jax.Array) -> jax.Array:
+    """``Σ_i mask_i · ℓ(centers_i, contexts_i)`` with ``negatives int[B, k]`` (literal form)."""
+    v = w_in[centers]
+    pos = jnp.sum(v * w_out[contexts], -1)
+    neg = jnp.einsum("bk,bnk->bn", v, w_out[negatives])
+    keep = (negatives != contexts[:, None]).astype(v.dtype)
+    per_pair = -jax.nn.log_sigmoid(pos) - jnp.sum(keep * jax.nn.log_sigmoid(-neg), -1)
+    return jnp.sum(mask * per_pair)
+
+
+def sgns_step(w_in: jax.Array, w_out: jax.Array, centers: jax.Array, contexts: jax.Array,
+              negatives: jax.Array, mask: jax.Array, lr: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One row-sparse SGD step on :func:`sgns_loss`: only the gathered rows' gradients are
+    formed, then scatter-added (see the module docstring)."""
+    v = w_in[centers]  # [B, K]
+    u_pos = w_out[contexts]  # [B, K]
+    u_neg = w_out[negatives]  # [B, k, K]
+    g_pos = (jax.nn.sigmoid(jnp.sum(v * u_pos, -1)) - 1.0) * mask
+    keep = (negatives != contexts[:, None]) & (mask[:, None] > 0)
+    g_neg = jnp.where(keep, jax.nn.sigmoid(jnp.einsum("bk,bnk->bn", v, u_neg)), 0.0)
+    grad_v = g_pos[:, None] * u_pos + jnp.einsum("bn,bnk->bk", g_neg, u_neg)
+    out_ids = jnp.concatenate([contexts, negatives.reshape(-1)])
+    grad_u = jnp.concatenate([g_pos[:, None] * v,
+                              (g_neg[:, :, None] * v[:, None, :]).reshape(-1, v.shape[1])])
+    return w_in.at[centers].add(-lr * grad_v), w_out.at[out_ids].add(-lr * grad_u)
+
+
+def draw_negatives(key: jax.Array, cdf: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Ids ``~ P_n`` by inverse transform: the first ``w`` with ``cdf[w] > U``, ``U ~ U[0, 1)``
+    (``cdf`` the running sum of :func:`noise_distribution`), as ``int32[shape]``."""
+    u = jax.random.uniform(key, shape)
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1).astype(jnp.int32)
+
+
+@partial(jax.jit, static_argnames=("negative",), donate_argnums=(0, 1))
+def _train_steps(w_in: jax.Array, w_out: jax.Array, centers: jax.Array, contexts: jax.Array,
+                 mask: jax.Array, lrs: jax.Array, cdf: jax.Array, key: jax.Array,
+                 negative: int) -> tuple[jax.Array, jax.Array]:
+    """``S`` SGD steps (``centers/contexts/mask [S, B]``, ``lrs [S]``), negatives drawn from
+    the noise CDF by inverse transform."""
+    def step(tables: tuple[jax.Array, jax.Array], batch: tuple[Any, ...]) -> tuple[Any, None]:
+        c, o, m, lr, s = batch
+        neg = draw_negatives(jax.random.fold_in(key, s), cdf, (c.shape[0], negative))
+        return sgns_step(*tables, c, o, neg, m, lr), None
+
+    steps = jnp.arange(centers.shape[0])
+    (w_in, w_out), _ = jax.lax.scan(step, (w_in, w_out), (centers, contexts, mask, lrs, steps))
+    return w_in, w_out
+
+
+def _host_rng(key: jax.Array) -> np.random.Generator:
+    """A numpy generator seeded deterministically from a jax key."""
+    data = np.asarray(jax.random.key_data(key)).astype(np.uint64).reshape(-1)
+    return np.random.default_rng(data.tolist())
+
+
+def train_skipgram(
+    corpus: Corpus,
+    key: jax.Array,
+    *,
+    dim: int = 128,
+    window: int = 10,
+    negative: int = 5,
+    sample: float = 0.0,
+    epochs: int = 1,
+    lr: float = 0.025,
+    batch_size: int | None = None,
+    chunk_tokens: int = 1 << 18,
+    steps_per_call: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Train SGNS on ``corpus``; returns ``(w_in, w_out)``, both ``float32[V, dim]``.
+
+    ``w_in`` is the embedding table. ``batch_size`` defaults to ``min(8192, max(64, 4·V))``
+    pairs per SGD step. Sequences are processed in chunks of about ``chunk_tokens`` tokens
+    (pairs shuffled within a chunk). ``progress(done, total)`` is called after each chunk
+    with raw tokens processed over ``epochs · T``. Same key, same tables.
+
+    Raises:
+        ValueError: a non-positive ``dim``, ``window``, ``epochs``, ``lr`` or ``batch_size``,
+            a negative ``negative`` or ``sample``, or an empty corpus.
+    """
+    for name, value in (("dim", dim), ("window", window), ("epochs", epochs)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if int(negative) < 0:
+        raise ValueError(f"negative must be >= 0, got {negative}")
+    if not (np.isfinite(sample) and sample >= 0):
+        raise ValueError(f"sample must be finite and >= 0, got {sample}")
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr}")
+    vocab = corpus.vocab_size
+    if batch_size is None:
+        batch_size = min(8192, max(64, 4 * vocab))
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    counts = corpus.counts()
+    total = int(counts.sum())
+    if total == 0:
+        raise ValueError("the corpus is empty: no token to train on")
+    keep_prob = keep_probabilities(counts, sample)
+    cdf = jnp.asarray(np.cumsum(noise_distribution(counts)), jnp.float32)
+    rng = _host_rng(jax.random.fold_in(key, 1))
+    k_init, k_neg = jax.random.split(jax.random.fold_in(key, 0))
+    w_in = jax.random.uniform(k_init, (vocab, dim), jnp.float32, -1.0, 1.0) / dim
+    w_out = jnp.zeros((vocab, dim), jnp.float32)
+    seq_of = np.repeat(np.arange(corpus.offsets.size - 1), np.diff(corpus.offsets))
+    bounds = _chunk_bounds(corpus.offsets, chunk_tokens)
+    call = 0
+    for epoch in range(int(epochs)):
+        for lo, hi in itertools.pairwise(bounds):
+            toks = corpus.tokens[lo:hi]
+            kept = rng.random(toks.size) < keep_prob[toks]
+            reach = window - rng.integers(0, window, size=int(kept.sum()))
+            centers, contexts = window_pairs(toks[kept], seq_of[lo:hi][kept], reach, window)
+            order = rng.permutation(centers.size)
+            centers, contexts = centers[order], contexts[order]
+            n_steps = -(-centers.size // batch_size)
+            start = epoch * total + lo
+            frac = (np.arange(n_steps) + 0.5) / max(n_steps, 1)
+            lrs = lr * np.maximum(1.0 - (start + frac * (hi - lo)) / (epochs * total),
+                                  MIN_LR_RATIO)
+            for s0 in range(0, n_steps, steps_per_call):
+                s1 = min(n_steps, s0 + steps_per_call)
+                c, o, m, r = _pack(centers, contexts, lrs, s0, s1, batch_size)
+                w_in, w_out = _train_steps(w_in, w_out, c, o, m, r, cdf,
+                                           jax.random.fold_in(k_neg, call), int(negative))
+                call += 1
+            if progress is not None:
+                progress(epoch * total + hi, epochs * total)
+    return w_in, w_out
+
+
+def _chunk_bounds(offsets: np.ndarray, chunk_tokens: int) -> list[int]:
+    """Token positions splitting the corpus at sequence boundaries, about ``chunk_tokens``
+    apart (a longer sequence is a chunk of its own)."""
+    bounds = [0]
+    end = int(offsets[-1])
+    while bounds[-1] < end:
+        target = bounds[-1] + max(1, int(chunk_tokens))
+        i = int(np.searchsorted(offsets, target, side="right")) - 1
+        nxt = int(offsets[i]) if int(offsets[i]) > bounds[-1] else None
+        if nxt is None:  # one sequence longer than a chunk: take it whole
+            nxt = int(offsets[np.searchsorted(offsets, bounds[-1], side="right")])
+        bounds.append(min(nxt, end))
+    return bounds
+
+
+def _pack(centers: np.ndarray, contexts: np.ndarray, lrs: np.ndarray, s0: int, s1: int,
+          batch: int) -> tuple[jax.Array, ...]:
+    """Steps ``s0..s1`` as ``[S, B]`` arrays; ``S`` rounded up to a power of two (fewer
+    compiles), the padding masked out."""
+    steps = 1 << (s1 - s0 - 1).bit_length()
+    size = steps * batch
+    c = np.zeros(size, np.int32)
+    o = np.zeros(size, np.int32)
+    m = np.zeros(size, np.float32)
+    part_c = centers[s0 * batch: s1 * batch]
+    n = part_c.size
+    c[:n], o[:n], m[:n] = part_c, contexts[s0 * batch: s0 * batch + n], 1.0
+    r = np.zeros(steps, np.float32)
+    r[: s1 - s0] = lrs[s0:s1]
+    return (jnp.asarray(c.reshape(steps, batch)), jnp.asarray(o.reshape(steps, batch)),
+            jnp.asarray(m.reshape(steps, batch)), jnp.asarray(r))
