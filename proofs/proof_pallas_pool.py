@@ -8,7 +8,7 @@ padding, duplicates, zero weights and empty bags.
 
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxembed as je
@@ -17,6 +17,7 @@ from jaxembed.lookup import _slot_loop_row_sum
 from proofs.strategies import bag_lists
 
 
+@settings(max_examples=10)  # the interpreter is slow; 10 examples cover the shape buckets
 @given(
     features=st.sampled_from([16, 32]),
     vocab=st.sampled_from([5, 40]),

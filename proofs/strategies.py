@@ -18,9 +18,14 @@ BATCH_SIZES = (1, 3, 8)
 WIDTHS = (1, 2, 4, 8)  # the power-of-two buckets Bags.from_lists produces
 
 
+ANY_VOCAB = st.sampled_from(VOCAB_SIZES)
+ANY_FEATURES = st.sampled_from(FEATURE_SIZES)
+ANY_BATCH = st.sampled_from(BATCH_SIZES)
+WEIGHTED = st.booleans()
+
+
 @st.composite
-def tables(draw, vocab=st.sampled_from(VOCAB_SIZES), features=st.sampled_from(FEATURE_SIZES),
-           dtype=np.float32, scale: float = 4.0):
+def tables(draw, vocab=ANY_VOCAB, features=ANY_FEATURES, dtype=np.float32, scale: float = 4.0):
     """A ``[V, K]`` table of finite values (integers/4 half the time, so sums are exact)."""
     v, k = draw(vocab), draw(features)
     seed = draw(st.integers(0, 2**32 - 1))
@@ -44,8 +49,8 @@ def id_arrays(draw, num_embeddings: int, shape=None, padding: bool = True):
 
 
 @st.composite
-def bag_lists(draw, num_embeddings: int, batch=st.sampled_from(BATCH_SIZES),
-              max_len: int = 8, weighted=st.booleans(), positive_weights: bool = False):
+def bag_lists(draw, num_embeddings: int, batch=ANY_BATCH, max_len: int = 8, weighted=WEIGHTED,
+              positive_weights: bool = False):
     """``(lists, weights_or_None)``: python bags with duplicates and empty bags."""
     b = draw(batch)
     lists = []

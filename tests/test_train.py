@@ -34,7 +34,7 @@ def params_of(trainer):
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(trainer.model()))]
 
 
-CONFIG = offline.OfflineConfig(epochs=3, batch_size=256)
+CONFIG = offline.OfflineConfig(epochs=2, batch_size=256)
 
 
 def test_resume_after_crash_mid_save_is_bit_exact(encoded, tmp_path, monkeypatch):
@@ -71,8 +71,7 @@ def test_resume_without_checkpoint_dir_is_refused(encoded):
         offline.fit(new_model(featurizer), train, CONFIG, resume=True)
 
 
-def test_checkpoint_of_another_model_is_refused(encoded, tmp_path):
-    featurizer, train = encoded
+def test_checkpoint_of_another_model_is_refused(tmp_path):
     checkpoint.save(tmp_path, 0, {"x": np.zeros(3)})
     with pytest.raises(ValueError, match="does not match"):
         checkpoint.restore_latest(tmp_path, {"x": np.zeros(4), "y": np.zeros(2)})
