@@ -1,8 +1,8 @@
 """``jaxembed bench train``: SearchCTR training examples/s against a PyTorch twin.
 
 jaxembed's offline step (:mod:`jaxembed.train.offline`: row-sparse Adagrad tables,
-row-sparse FTRL on the wide part, Adam on the dense layers, one jitted step) against the same network in
-PyTorch — ``nn.EmbeddingBag(mode="sum", sparse=True)`` per domain with ``optim.Adagrad``
+row-sparse FTRL on the wide part, Adam on the dense layers, one jitted step) against the same
+network in PyTorch — ``nn.EmbeddingBag(mode="sum", sparse=True)`` per domain with ``optim.Adagrad``
 (which takes sparse gradients), a sparse one-column ``EmbeddingBag`` for the wide part, and
 ``optim.Adam`` on the dense layers — on the same encoded batches, in the same run. The wide
 part of the PyTorch twin uses Adagrad (PyTorch has no FTRL), so the ratio compares steps of
