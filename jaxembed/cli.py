@@ -1,4 +1,5 @@
-"""The ``jaxembed`` command: ``prove`` and ``bench`` (more subcommands join as they land)."""
+"""The ``jaxembed`` command: ``train`` (the main job), ``prove``, ``node2vec``, ``word2vec``,
+``search``, ``index`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import inspect
 import sys
 
 from jaxembed.commands.graph_text import add_node2vec_parser, add_word2vec_parser
+from jaxembed.commands.search import add_index_parser, add_search_parser
 
 # `jaxembed bench NAME` runs jaxembed.bench.<module>.run(); each benchmark owns its module.
 BENCHMARKS = {
     "encoding": "jaxembed.bench.encoding",
     "graph": "jaxembed.bench.graph",
     "lookup": "jaxembed.bench.lookup",
+    "retrieval": "jaxembed.bench.retrieval",
     "sharding": "jaxembed.bench.sharding",
     "sparse-step": "jaxembed.bench.sparse_step",
     "train": "jaxembed.bench.train",
@@ -85,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_node2vec_parser(commands)
     add_word2vec_parser(commands)
+    add_search_parser(commands)
+    add_index_parser(commands)
 
     bench = commands.add_parser("bench", help="benchmarks against a peer, as ratios")
     bench.add_argument("name", choices=sorted(BENCHMARKS))

@@ -130,8 +130,11 @@ def _builtin_index(args: argparse.Namespace) -> Any:
     return index
 
 
-def print_hits(hits: list[Any], corpus: Any, out: TextIO = sys.stdout, width: int = 100) -> None:
-    """Print each hit: rank, score, document, then the sentence with its neighbours."""
+def print_hits(hits: list[Any], corpus: Any, out: TextIO | None = None,
+               width: int = 100) -> None:
+    """Print each hit (to ``out``, default stdout): rank, score, document, then the sentence
+    with its neighbours."""
+    out = sys.stdout if out is None else out
     for rank, hit in enumerate(hits, start=1):
         doc = corpus.doc_names[int(corpus.doc_ids[hit.index])]
         print(f"{rank}. [{hit.score:.3f}] {doc}", file=out)
