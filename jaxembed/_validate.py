@@ -71,6 +71,27 @@ def ids_at_least(ids: Any, lowest: int, what: str) -> None:
         )
 
 
+def ids_fit_index_type(ids: Any, what: str) -> None:
+    """Raise IndexError naming the first 64-bit id outside int32, JAX's index type unless
+    ``jax_enable_x64`` is set (converting would wrap it around, silently, to another id)."""
+    if (
+        is_traced(ids)
+        or ids.size == 0
+        or jnp.dtype(ids.dtype).itemsize <= 4
+        or jax.config.jax_enable_x64
+    ):
+        return
+    host = np.asarray(ids)
+    limits = np.iinfo(np.int32)
+    bad = (host < limits.min) | (host > limits.max)
+    if np.any(bad):
+        pos = np.unravel_index(int(np.argmax(bad)), host.shape)
+        raise IndexError(
+            f"{what}: id {int(host[pos])} at position {_position(pos)} does not fit in int32 "
+            "(JAX's index type without jax_enable_x64)"
+        )
+
+
 def ids_in_range(ids: Any, num_embeddings: int, what: str, *, lowest: int = -1) -> None:
     """Raise IndexError naming the first id outside ``[lowest, num_embeddings)``."""
     if is_traced(ids) or ids.size == 0:

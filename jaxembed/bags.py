@@ -63,6 +63,7 @@ class Bags:
         if ids.ndim != 2:
             raise ValueError(f"Bags ids must be 2-D [B, L], got shape {tuple(ids.shape)}")
         _validate.ids_at_least(ids, PAD_ID, "Bags ids")
+        _validate.ids_fit_index_type(ids, "Bags ids")
         if weights is not None:
             weights = _validate.weight_array(weights, ids.shape, "Bags weights")
         object.__setattr__(self, "ids", jnp.asarray(ids))
@@ -181,10 +182,10 @@ class Bags:
         ``per_sample_weights``) has one entry per value. Offsets must start at 0 and never
         decrease.
         """
-        values = _validate.id_array(np.asarray(values), "from_offsets values")
+        values = np.asarray(_validate.id_array(values, "from_offsets values"))
         if values.ndim != 1:
             raise ValueError(f"from_offsets values must be 1-D, got shape {values.shape}")
-        offsets = _validate.id_array(np.asarray(offsets), "from_offsets offsets")
+        offsets = np.asarray(_validate.id_array(offsets, "from_offsets offsets"))
         if offsets.ndim != 1:
             raise ValueError(f"from_offsets offsets must be 1-D, got shape {offsets.shape}")
         n = values.shape[0]
@@ -199,8 +200,14 @@ class Bags:
             bounds = offsets.astype(np.int64)
         else:
             bounds = np.append(offsets.astype(np.int64), n)
-        if bounds.shape[0] > 1 and int(bounds[0]) != 0:
+        if offsets.shape[0] == 0 and n:
+            raise ValueError(f"offsets is empty but values holds {n} ids (one offset per bag)")
+        if int(bounds[0]) != 0:
             raise ValueError(f"offsets[0] must be 0, got {int(bounds[0])}")
+        past = bounds > n
+        if np.any(past):
+            b = int(np.argmax(past))
+            raise ValueError(f"offsets[{b}]={int(bounds[b])} is past the end of values (len {n})")
         steps = np.diff(bounds)
         if np.any(steps < 0):
             b = int(np.argmax(steps < 0))
@@ -208,8 +215,6 @@ class Bags:
                 f"offsets must not decrease: offsets[{b}]={int(bounds[b])} > "
                 f"offsets[{b + 1}]={int(bounds[b + 1])}"
             )
-        if bounds.shape[0] > 1 and int(bounds[-1]) > n:
-            raise ValueError(f"offset {int(bounds[-1])} is past the end of values (len {n})")
         num_bags = bounds.shape[0] - 1
         lengths = steps.astype(np.int64)
         longest = int(lengths.max()) if num_bags else 0
@@ -243,8 +248,8 @@ class Bags:
         ``sp_weights``). Order does not matter; a repeated ``(b, l)`` position is an error.
         Rows with no entry are empty bags (kept: the output always has ``B`` rows).
         """
-        indices = _validate.id_array(np.asarray(indices), "from_coo indices")
-        values = _validate.id_array(np.asarray(values), "from_coo values")
+        indices = np.asarray(_validate.id_array(indices, "from_coo indices"))
+        values = np.asarray(_validate.id_array(values, "from_coo values"))
         if len(dense_shape) != 2:
             raise ValueError(f"dense_shape must be (B, L), got {tuple(dense_shape)}")
         num_bags, width = (int(d) for d in dense_shape)
