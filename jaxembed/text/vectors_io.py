@@ -22,14 +22,13 @@ Nothing here unpickles anything.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from jaxembed._atomic import atomic_path
 
 __all__ = [
     "read_glove_text",
@@ -261,20 +260,10 @@ def _checked_pair(keys: Sequence[str], vectors: Any) -> tuple[list[str], np.ndar
 
 
 def _atomic_write(path: str | os.PathLike, chunks: Iterable[bytes]) -> None:
-    """Write ``chunks`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Stream ``chunks`` into ``path`` atomically (:func:`jaxembed._atomic.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
 
 
 def _text_lines(keys: list[str], vectors: np.ndarray) -> Iterable[bytes]:
