@@ -38,7 +38,8 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed, out_dir=args.out, resume=args.resume, data_paths=tuple(args.data),
         offline=offline.OfflineConfig(epochs=args.epochs, batch_size=args.batch_size,
                                       accumulate=args.accumulate, seed=args.seed),
-        online=online.OnlineConfig(accumulate=args.accumulate, seed=args.seed),
+        online=online.OnlineConfig(accumulate=args.accumulate, seed=args.seed,
+                                   negative_rate=args.negative_rate),
     )
     job.run(config)
     return 0
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=defaults["batch_size"])
     train.add_argument("--accumulate", type=int, default=1,
                        help="mini-batches accumulated per update (optax.MultiSteps)")
+    train.add_argument("--negative-rate", type=float, default=1.0,
+                       help="online phase: keep each negative with this probability "
+                            "(positives always; calibrate served logits with it)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="jaxembed-run",
                        help="folder for checkpoints and training_curves.png")

@@ -131,3 +131,18 @@ def test_online_ftrl_continues_the_offline_wide_weights(encoded):
     learner.step(empty_wide, train.labels[:32])
     after = np.asarray(nnx.state(learner.model(), nnx.Param)["wide"]["kernel"][...])
     np.testing.assert_allclose(after, wide, rtol=1e-6, atol=1e-7)
+
+
+def test_online_negative_downsampling_keeps_every_positive(encoded):
+    featurizer, train = encoded
+    trainer, _ = offline.fit(new_model(featurizer), train,
+                             offline.OfflineConfig(epochs=1, batch_size=256))
+    stream = data.search_log(3_000, seed=6, period=1, config=WORLD)
+    config = online.OnlineConfig(batch_size=50, negative_rate=0.25)
+    learner = online.OnlineLearner(trainer.model(), config, ftrl_state=trainer.table_state("wide"))
+    result = online.run(learner, stream, featurizer.transform(stream))
+    kept = result["examples"] + result["left_over"]
+    positives = int(stream.label.sum())
+    negatives = len(stream) - positives
+    assert positives <= kept < positives + 0.4 * negatives  # ~25% of negatives (binomial)
+    assert kept > positives + 0.1 * negatives

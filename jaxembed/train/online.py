@@ -39,7 +39,13 @@ ONLINE_RULES = (("^wide/kernel$", "ftrl"), ("embed/embedding$", "frozen"))
 
 @dataclasses.dataclass(frozen=True)
 class OnlineConfig:
-    """Hyperparameters of the online phase (FTRL's must match the offline wide rule's)."""
+    """Hyperparameters of the online phase (FTRL's must match the offline wide rule's).
+
+    ``negative_rate = w < 1`` keeps each emitted negative with probability ``w`` (every
+    positive is kept); a model trained so predicts ``p`` where the true rate is
+    ``q = p / (p + (1 - p) / w)`` — serve it through
+    :func:`jaxembed.stream.calibration.calibrate_logits`.
+    """
 
     batch_size: int = 256
     sgd_learning_rate: float = 1e-3
@@ -51,6 +57,7 @@ class OnlineConfig:
     max_pending: int = 100_000
     view_delay: float = 30.0
     click_delay: float = 120.0
+    negative_rate: float = 1.0
     seed: int = 0
 
 
@@ -161,18 +168,28 @@ def run(learner: OnlineLearner, log: SearchLog, features: Features,
         batch = jax.tree.map(lambda a: a[rows], whole)
         losses.append(learner.step(batch, features.labels[rows]))
 
+    keep_rng = np.random.default_rng([config.seed, 11])
+
+    def sampled(examples) -> list[int]:
+        if config.negative_rate >= 1.0:
+            return [example.item for example in examples]
+        draws = keep_rng.random(len(examples))
+        return [e.item for e, u in zip(examples, draws, strict=True)
+                if e.label == 1 or u < config.negative_rate]
+
     for i, event in enumerate(events):
-        pending.extend(example.item for example in joiner.push(event))
+        pending.extend(sampled(joiner.push(event)))
         while len(pending) >= config.batch_size:
             train_on(np.asarray(pending[: config.batch_size]))
             del pending[: config.batch_size]
         if progress is not None and i % 5000 == 0:
             progress.update(task, completed=i + 1)
-    pending.extend(example.item for example in joiner.flush())
+    pending.extend(sampled(joiner.flush()))
     while len(pending) >= config.batch_size:
         train_on(np.asarray(pending[: config.batch_size]))
         del pending[: config.batch_size]
     if progress is not None:
         progress.update(task, completed=len(events))
     return {"stats": joiner.stats, "losses": [float(x) for x in losses],
+            "negative_rate": config.negative_rate,
             "examples": len(losses) * config.batch_size, "left_over": len(pending)}
