@@ -27,6 +27,7 @@ from rich.table import Table
 from jaxembed import data
 from jaxembed.features import SearchFeaturizer
 from jaxembed.models import SearchCTR
+from jaxembed.stream.calibration import calibrate
 from jaxembed.train import offline, online
 from jaxembed.train.evaluate import predict, report
 
@@ -141,8 +142,10 @@ def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     with _progress() as progress:
         streamed = online.run(learner, stream, stream_x, progress=progress)
     online_seconds = time.perf_counter() - online_start
-    after = report(online_eval_x.labels, predict(learner.model(), online_eval_x, 4 * batch),
-                   online_eval.user_id)
+    # a model trained on down-sampled negatives is served through the calibration q(p)
+    served = calibrate(predict(learner.model(), online_eval_x, 4 * batch),
+                       config.online.negative_rate)
+    after = report(online_eval_x.labels, served, online_eval.user_id)
     figures = {
         "bayes_auc_period0": data.bayes_auc(held), "bayes_auc_period1": data.bayes_auc(online_eval),
         "offline": offline_eval, "online_before": before, "online_after": after,
