@@ -146,3 +146,14 @@ def table_array(table: Any, what: str = "table") -> Any:
     if not jnp.issubdtype(table.dtype, jnp.floating):
         raise TypeError(f"{what} must be a float array, got dtype {table.dtype}")
     return table
+
+
+def text_list(texts: Any, what: str) -> list[str]:
+    """``texts`` as a list of str; a lone str or a non-str item raises TypeError naming it."""
+    if isinstance(texts, str):
+        raise TypeError(f"{what} must be a sequence of str, got a single str")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{what}[{i}] is {text!r} of type {type(text).__name__}, not str")
+    return texts

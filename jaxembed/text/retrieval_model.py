@@ -57,6 +57,7 @@ import optax
 from flax import nnx
 from jax import lax
 
+from jaxembed._validate import text_list
 from jaxembed.bags import PAD_ID, Bags, bucket_width
 from jaxembed.encoding.hashing import hash_bucket
 from jaxembed.encoding.segment import Segmenter
@@ -66,16 +67,6 @@ from jaxembed.text._progress import training_bar
 
 __all__ = ["DualEncoder", "NgramHasher", "RetrievalModel", "in_batch_loss",
            "train_dual_encoder"]
-
-
-def _texts(texts: Any, what: str) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError(f"{what} must be a sequence of str, got a single str")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"{what}[{i}] is {text!r} of type {type(text).__name__}, not str")
-    return texts
 
 
 def _int_at_least(value: Any, what: str, lowest: int) -> int:
@@ -105,7 +96,7 @@ class NgramHasher:
     def ids(self, texts: Sequence[str], width: int | None = None) -> np.ndarray:
         """``int32[N, W]`` bucket ids, ``-1`` padding; ``W`` is ``width`` or the power-of-two
         bucket of the longest text's n-gram count (at most ``max_ngrams``)."""
-        texts = _texts(texts, "texts")
+        texts = text_list(texts, "texts")
         tokens, offsets = Segmenter().batch(texts) if texts else ([], np.zeros(1, np.int64))
         grams: list[str] = []
         counts = np.zeros(len(texts), dtype=np.int64)
@@ -248,7 +239,7 @@ class RetrievalModel:
         return int(self.encoder.table.shape[1])
 
     def _encode(self, texts: Sequence[str], side: str, batch_size: int) -> np.ndarray:
-        texts = _texts(texts, "texts")
+        texts = text_list(texts, "texts")
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         ids = self.hasher.ids(texts, width=self.hasher.max_ngrams)
@@ -305,8 +296,8 @@ def train_dual_encoder(statements: Sequence[str], responses: Sequence[str], key:
     of an epoch is dropped, a different one each epoch). Returns the model and each epoch's
     mean loss.
     """
-    statements = _texts(statements, "statements")
-    responses = _texts(responses, "responses")
+    statements = text_list(statements, "statements")
+    responses = text_list(responses, "responses")
     if len(statements) != len(responses):
         raise ValueError(f"{len(statements)} statements but {len(responses)} responses")
     if len(statements) < 2:

@@ -61,6 +61,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxembed._validate import text_list
 from jaxembed.bags import Bags
 from jaxembed.encoding.hashing import hash_strings
 from jaxembed.lookup import bag_lookup
@@ -85,16 +86,6 @@ PAD = 0
 UNK = 1
 """The code of a character outside the alphabet."""
 PADDINGS = ("VALID", "SAME")
-
-
-def _texts(texts: Any, what: str) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError(f"{what} must be a sequence of str, got a single str")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"{what}[{i}] is {text!r} of type {type(text).__name__}, not str")
-    return texts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +126,7 @@ class CharCodec:
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(codes int32[N, T], lengths int32[N])`` (``lengths`` after cutting at ``T``)."""
-        texts = _texts(texts, "texts")
+        texts = text_list(texts, "texts")
         table = self._table()
         codes = np.zeros((len(texts), self.max_length), dtype=np.int32)
         lengths = np.zeros(len(texts), dtype=np.int32)
@@ -226,7 +217,7 @@ def synonym_swap(texts: Sequence[str], synonyms: Mapping[str, Sequence[str]], *,
     With ``h = hash_strings(f"{variant}|{position}|{text}", seed)``, the word is swapped when
     ``(h >> 32) / 2**32 < rate`` and its replacement is ``synonyms[word][h % len]``.
     """
-    texts = _texts(texts, "texts")
+    texts = text_list(texts, "texts")
     table = _check_synonyms(synonyms)
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate must be in [0, 1], got {rate!r}")
@@ -394,7 +385,7 @@ class Tweet2Vec(nnx.Module):
         the mean loss of each epoch. ``key`` shuffles the batches. With ``synonyms`` and
         ``augment=n``, ``n`` :func:`synonym_swap` variants of each text join as inputs whose
         target is the original."""
-        texts = _texts(texts, "texts")
+        texts = text_list(texts, "texts")
         _int_at_least(epochs, "epochs", 0)
         _int_at_least(batch_size, "batch_size", 1)
         _int_at_least(augment, "augment", 0)
@@ -448,13 +439,13 @@ class Tweet2Vec(nnx.Module):
 
     def encode(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """The embeddings ``f32[N, H]`` of ``texts``."""
-        if not _texts(texts, "texts"):
+        if not text_list(texts, "texts"):
             return np.zeros((0, self.embedding_size), np.float32)
         return self._batched(texts, "embed", batch_size).astype(np.float32)
 
     def reconstruct(self, texts: Sequence[str], batch_size: int = 256) -> list[str]:
         """The decoder's most likely text for each input."""
-        if not _texts(texts, "texts"):
+        if not text_list(texts, "texts"):
             return []
         return self.codec.decode(self._batched(texts, "argmax", batch_size))
 
