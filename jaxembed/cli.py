@@ -31,9 +31,15 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from jaxembed.train import job, offline, online
+    from jaxembed.train import job, offline, online, sharded
 
+    mesh = None
+    if args.mesh:
+        _virtual_cpu_devices(args.mesh)
+        mesh = sharded.MeshConfig(shape=args.mesh, kind=args.shard_kind,
+                                  strategy=args.shard_strategy, route=args.route)
     config = job.JobConfig(
+        mesh=mesh,
         train_size=args.train_size, eval_size=args.eval_size, online_size=args.online_size,
         seed=args.seed, out_dir=args.out, resume=args.resume, data_paths=tuple(args.data),
         offline=offline.OfflineConfig(epochs=args.epochs, batch_size=args.batch_size,
@@ -43,6 +49,28 @@ def _train(args: argparse.Namespace) -> int:
     )
     job.run(config)
     return 0
+
+
+def _virtual_cpu_devices(shape: str) -> None:
+    """Let the CPU backend offer as many (virtual) devices as ``--mesh`` needs.
+
+    Only the host platform reads the flag, so a GPU run is unaffected; it must be set before
+    jax starts its backends, which the ``train`` command has not done yet.
+    """
+    import os
+
+    import numpy as np
+
+    flag = "--xla_force_host_platform_device_count"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if flag in flags:
+        return
+    try:
+        count = int(np.prod([int(part) for part in shape.lower().split("x")]))
+    except ValueError:
+        message = f"jaxembed train: --mesh must look like '8' or '2x4', got {shape!r}"
+        raise SystemExit(message) from None
+    os.environ["XLA_FLAGS"] = f"{flags} {flag}={count}".strip()
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -88,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", nargs="*", default=[],
                        help="search log CSV/Parquet file(s) with the documented columns: one "
                             "(split by time) or two (offline, online)")
+    train.add_argument("--mesh", default=None, metavar="SHAPE",
+                       help="shard the tables over a device mesh: '8' (tables and batch over 8 "
+                            "devices) or '2x4' (data x model); on CPU, virtual devices")
+    train.add_argument("--shard-kind", default="row", choices=("row", "column", "table"),
+                       help="with --mesh: how the tables are split")
+    train.add_argument("--shard-strategy", default="mod", choices=("mod", "div"),
+                       help="with --mesh and row sharding: TF's id placement")
+    train.add_argument("--route", default="all_gather", choices=("all_gather", "all_to_all"),
+                       help="with --mesh and row sharding: how ids reach their rows")
     train.set_defaults(handler=_train)
 
     add_node2vec_parser(commands)

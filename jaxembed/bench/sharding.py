@@ -1,11 +1,15 @@
-"""``jaxembed bench sharding``: sharded lookups on 1, 2, 4, 8 virtual CPU devices.
+"""``jaxembed bench sharding``: sharded lookups and train steps on 1, 2, 4, 8 virtual CPU devices.
 
 Each device count runs in its own interpreter (JAX fixes the device count at start-up, see
 :mod:`jaxembed.sharding.launch`). For every layout it times the lookup (forward) and the
 lookup plus the gradient of the stored tables (forward + backward) under ``jit``, next to the
 peer: :func:`jaxembed.bag_lookup` of the same tables on one device, measured in the same
 interpreter, and prints ``sharded / one-device`` time ratios and the bytes the collectives
-move per step (:func:`jaxembed.sharding.communication_bytes`, from the shapes).
+move per step (:func:`jaxembed.sharding.communication_bytes`, from the shapes). It also
+times one training step of :class:`~jaxembed.models.SearchCTR` with the same tables as its
+domains (:class:`jaxembed.train.sharded.ShardedTrainer`, row-wise, all-gather; the host
+batch's placement included) against the one-device
+:class:`~jaxembed.train.offline.OfflineTrainer` in the same interpreter.
 
 Virtual CPU devices share the machine's cores, so on a CPU the figures show the cost of the
 routing (extra gathers, scatters and copies), not a speed-up: the speed-up of real devices
@@ -70,7 +74,46 @@ def _measure(devices: int, tables: int, vocab: int, features: int, batch: int, w
             "peer_fwd": peer[0], "peer_fwd_bwd": peer[1],
             "bytes_fwd": volume["forward"], "bytes_bwd": volume["backward"],
         })
+    out["train"] = _train_steps(mesh, shapes, bags, batch, repeats)
     return out
+
+
+def _train_steps(mesh: Any, shapes: dict, bags: dict, batch: int, repeats: int) -> dict:
+    """Seconds per SearchCTR train step, sharded (row-wise) and on one device."""
+    import time
+
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    import jaxembed as je
+    from jaxembed.models import SearchCTR
+    from jaxembed.train.offline import OfflineConfig, OfflineTrainer
+    from jaxembed.train.sharded import ShardedTrainer
+
+    rng = np.random.default_rng(1)
+    vocab, features = next(iter(shapes.values()))
+    host = dict(bags)
+    host["wide"] = je.Bags(rng.integers(0, vocab, (batch, 8)).astype(np.int32))
+    host["stats"] = rng.standard_normal((batch, 4), dtype=np.float32)
+    labels = (rng.random(batch) < 0.2).astype(np.float32)
+    config = OfflineConfig(batch_size=batch)
+
+    def model():
+        return SearchCTR({n: v for n, (v, _) in shapes.items()}, 4, vocab,
+                         embed_dim=features, rngs=nnx.Rngs(0))
+
+    def per_step(trainer) -> float:
+        jax.block_until_ready(trainer.step(host, labels))  # compile
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(trainer.step(host, labels))
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    return {"sharded": per_step(ShardedTrainer(model(), config, mesh)),
+            "peer": per_step(OfflineTrainer(model(), config))}
 
 
 def run(
@@ -91,6 +134,7 @@ def run(
     header = (f"{'devices':>7}  {'layout':<16}{'fwd ms':>9}{'fwd+bwd ms':>12}"
               f"{'ratio fwd':>11}{'ratio f+b':>11}{'MB fwd':>9}{'MB bwd':>9}")
     rows: list[dict[str, Any]] = []
+    steps: list[tuple[int, dict]] = []
     for n, devices in enumerate(device_counts):
         args = json.dumps([devices, tables, vocab, features, batch, width, repeats])
         result = run_python(["-m", "jaxembed.bench.sharding", args], devices, timeout=timeout)
@@ -108,9 +152,18 @@ def run(
                   f"{row['fwd_bwd'] * 1e3:>12.2f}{ratio(row['fwd'], row['peer_fwd']):>11}"
                   f"{ratio(row['fwd_bwd'], row['peer_fwd_bwd']):>11}"
                   f"{row['bytes_fwd'] / 1e6:>9.2f}{row['bytes_bwd'] / 1e6:>9.2f}")
+        step = measured["train"]
+        steps.append((devices, step))
     print("\nratio = sharded time / one-device bag_lookup time in the same process "
           "(> 1: the routing costs more than it saves on virtual devices sharing these cores); "
           "MB = bytes the collectives move per step, all devices together")
+    print(f"\nSearchCTR train step (these {tables} tables as domains, a wide part of V={vocab}, "
+          f"row-wise all-gather; median of {repeats}; host batch placement included)")
+    print(f"{'devices':>7}{'sharded ms':>12}{'one-device ms':>15}{'ratio':>8}")
+    for devices, step in steps:
+        print(f"{devices:>7}{step['sharded'] * 1e3:>12.2f}{step['peer'] * 1e3:>15.2f}"
+              f"{ratio(step['sharded'], step['peer']):>8}")
+        rows.append({"devices": devices, "layout": "train_step/row", **step})
     return rows
 
 

@@ -5,7 +5,9 @@ states, the epoch counter, the metric history) under its flat index. Orbax write
 into a temporary folder and renames it only when the write completed, so a crash mid-save
 leaves the previous checkpoint as the latest one; :func:`restore_latest` ignores unfinished
 folders. Restoring needs a template pytree of the same structure (a freshly built run), whose
-tree definition puts the leaves back in place — nothing is unpickled.
+tree definition puts the leaves back in place — nothing is unpickled. Each leaf is restored
+with the template leaf's sharding, so a checkpoint saved on one set of devices restores onto
+another.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import orbax.checkpoint as ocp
 
 def _manager(directory: str | os.PathLike, keep: int = 2) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                                 item_handlers=ocp.StandardCheckpointHandler())
 
 
 def _flat(tree: Any) -> dict[str, Any]:
@@ -45,19 +48,33 @@ def latest_step(directory: str | os.PathLike) -> int | None:
     return step
 
 
+def _target(leaf: Any, stored: Any) -> jax.ShapeDtypeStruct:
+    """What a restored leaf becomes: a jax array with the template's own sharding (so a run
+    saved on 8 devices restores onto this run's devices, however many), or a numpy array
+    (dtype kept, float64 included). A template leaf with zero rows takes the stored number
+    of rows."""
+    if isinstance(leaf, jax.Array):
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
+    leaf = np.asarray(leaf)
+    shape = leaf.shape
+    if leaf.ndim and shape[0] == 0 and stored is not None and len(stored.shape) == leaf.ndim:
+        shape = (int(stored.shape[0]), *shape[1:])
+    return jax.ShapeDtypeStruct(shape, leaf.dtype)
+
+
 def restore_latest(directory: str | os.PathLike, template: Any) -> tuple[int, Any] | None:
     """``(step, tree)`` of the newest committed checkpoint, shaped like ``template``; None
-    when there is none. Raises ValueError when its leaves do not match the template's."""
+    when there is none. A template leaf with zero rows (e.g. a metric history, one row per
+    epoch done) takes the saved number of rows. Raises ValueError when the leaves do not
+    match the template's."""
     step = latest_step(directory)
     if step is None:
         return None
     leaves, treedef = jax.tree.flatten(template)
-    abstract = {
-        key: jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype)
-        for key, leaf in _flat(template).items()
-    }
     manager = _manager(directory)
     try:
+        stored = dict(manager.item_metadata(step).tree)
+        abstract = {key: _target(leaf, stored.get(key)) for key, leaf in _flat(template).items()}
         restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except (ValueError, KeyError) as err:
         raise ValueError(

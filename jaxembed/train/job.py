@@ -4,7 +4,9 @@
    popularity and quality drifted, for the online phase), or ``--data`` CSV/Parquet files;
 2. encoding layer: :class:`~jaxembed.features.SearchFeaturizer` fitted on the training log;
 3. offline fit of :class:`~jaxembed.models.SearchCTR` (row-sparse tables, Adam on dense
-   layers), evaluated each epoch, checkpointed with orbax (``--resume`` continues);
+   layers), evaluated each epoch, checkpointed with orbax (``--resume`` continues); with
+   ``--mesh`` the tables are sharded over a device mesh and each batch split over its devices
+   (:mod:`jaxembed.train.sharded`);
 4. online phase on period 1's click stream (frozen tables, FTRL wide, SGD deep), evaluated
    on period-1 impressions it has not seen, before and after;
 5. a final table (AUC against the Bayes-optimal AUC, logloss, GAUC, calibration,
@@ -45,6 +47,8 @@ class JobConfig:
     out_dir: str = "jaxembed-run"
     resume: bool = False
     data_paths: tuple[str, ...] = ()
+    mesh: Any = None
+    """A :class:`jaxembed.train.sharded.MeshConfig` to shard the tables (None: one device)."""
 
 
 def world() -> data.SearchLogConfig:
@@ -121,6 +125,12 @@ def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     model = SearchCTR(featurizer.sizes, featurizer.num_stats, featurizer.wide_size,
                       rngs=nnx.Rngs(config.seed))
     batch = config.offline.batch_size
+    if config.mesh is not None:
+        import jax
+
+        console.print(f"tables sharded {config.mesh.kind}-wise ({config.mesh.strategy}, "
+                      f"{config.mesh.route}) over a {config.mesh.shape} mesh of "
+                      f"{jax.default_backend()} devices ({jax.device_count()} present)")
 
     def on_epoch(epoch: int, trainer: offline.OfflineTrainer, losses: list[float]) -> dict:
         probs = predict(trainer.model(), held_x, 4 * batch)
@@ -132,7 +142,8 @@ def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     with _progress() as progress:
         trainer, history = offline.fit(
             model, train_x, config.offline, on_epoch=on_epoch, progress=progress,
-            checkpoint_dir=os.path.join(config.out_dir, "checkpoints"), resume=config.resume)
+            checkpoint_dir=os.path.join(config.out_dir, "checkpoints"), resume=config.resume,
+            mesh=config.mesh)
     model = trainer.model()
     offline_eval = report(held_x.labels, predict(model, held_x, 4 * batch), held.user_id)
     before = report(online_eval_x.labels, predict(model, online_eval_x, 4 * batch),

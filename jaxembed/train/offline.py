@@ -187,6 +187,7 @@ def fit(
     resume: bool = False,
     on_epoch: Callable[[int, OfflineTrainer, list[float]], dict] | None = None,
     progress: Any = None,
+    mesh: Any = None,
 ) -> tuple[OfflineTrainer, list[dict]]:
     """Train ``model`` on ``train`` for ``config.epochs`` epochs.
 
@@ -197,15 +198,23 @@ def fit(
     ``model()`` is the trained model) and the history (one dict per epoch, with ``loss``,
     ``examples_per_s`` and ``on_epoch``'s figures). The last partial mini-batch of an epoch
     is dropped (shapes stay fixed).
+
+    ``mesh`` (a :class:`jaxembed.train.sharded.MeshConfig`) shards the tables over a device
+    mesh and splits each batch over its devices (:class:`~jaxembed.train.sharded.
+    ShardedTrainer`); checkpoints hold logical tables either way, so a run may resume on
+    another device count or unsharded.
     """
-    trainer = OfflineTrainer(model, config)
+    if mesh is None:
+        trainer = OfflineTrainer(model, config)
+    else:
+        trainer = mesh.trainer(model, config)
     history: list[dict] = []
     first_epoch = 0
     if resume:
         if checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         template = {"trainer": trainer.payload(), "epoch": np.int64(0),
-                    "history": np.zeros((config.epochs, len(_HISTORY_KEYS)))}
+                    "history": np.zeros((0, len(_HISTORY_KEYS)))}
         found = checkpoint.restore_latest(checkpoint_dir, template)
         if found is not None:
             _, saved = found
@@ -238,7 +247,7 @@ def fit(
         if checkpoint_dir is not None:
             checkpoint.save(checkpoint_dir, epoch, {
                 "trainer": trainer.payload(), "epoch": np.int64(epoch),
-                "history": _history_to_array(history, config.epochs)})
+                "history": _history_to_array(history)})
     return trainer, history
 
 
@@ -246,8 +255,8 @@ _HISTORY_KEYS = ("epoch", "loss", "examples_per_s", "auc", "logloss", "gauc", "c
                  "ne")
 
 
-def _history_to_array(history: list[dict], epochs: int) -> np.ndarray:
-    out = np.full((epochs, len(_HISTORY_KEYS)), np.nan)
+def _history_to_array(history: list[dict]) -> np.ndarray:
+    out = np.full((len(history), len(_HISTORY_KEYS)), np.nan)
     for i, record in enumerate(history):
         out[i] = [record.get(k, np.nan) for k in _HISTORY_KEYS]
     return out
