@@ -133,3 +133,23 @@ def test_save_load_and_augmented_fit(trained, tmp_path):
         (tmp_path / "other").mkdir()
         (tmp_path / "other" / "config.json").write_text('{"kind": "dual_encoder"}')
         Tweet2Vec.load(tmp_path / "other")
+
+
+def test_save_is_an_orbax_checkpoint_that_overwrites_whole(trained, tmp_path):
+    import json
+
+    model = trained[0]
+    folder = tmp_path / "t2v"
+    model.save(folder)
+    model.save(folder)  # over an existing model: swapped in only when complete
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "params"]
+    assert (folder / "params" / "_CHECKPOINT_METADATA").exists()  # orbax's commit marker
+    config = json.loads((folder / "config.json").read_text())
+    config["encoder_size"] = config["encoder_size"] * 2  # parameters no longer fit the config
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not match the config"):
+        Tweet2Vec.load(folder)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.json").write_text('{"kind": "tweet2vec"}')
+    with pytest.raises(FileNotFoundError, match="no params/ checkpoint"):
+        Tweet2Vec.load(tmp_path / "empty")

@@ -105,6 +105,11 @@ def _train_index(corpus: Any, args: argparse.Namespace) -> Any:
     return SentenceIndex(model, corpus)
 
 
+CACHE_FORMAT = 2
+"""Bumped when the saved index changes form (2: the model's parameters are an orbax
+checkpoint), so an older cache is rebuilt rather than misread."""
+
+
 def builtin_index_dir(cache_dir: str | os.PathLike | None, args: argparse.Namespace) -> Path:
     """The cache folder of the built-in index for these training options and this Python."""
     if cache_dir is None:
@@ -112,6 +117,7 @@ def builtin_index_dir(cache_dir: str | os.PathLike | None, args: argparse.Namesp
         cache_dir = Path(base) / "jaxembed"
     options = {name: getattr(args, name) for name in TRAINING_DEFAULTS}
     options["python"] = f"{sys.version_info.major}.{sys.version_info.minor}"
+    options["format"] = CACHE_FORMAT
     digest = hashlib.blake2b(json.dumps(options, sort_keys=True).encode(),
                              digest_size=6).hexdigest()
     return Path(cache_dir) / f"search-builtin-{digest}"

@@ -268,7 +268,8 @@ class RetrievalModel:
                 "scale": float(np.exp(np.asarray(enc.log_scale[...])))}
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write ``folder/config.json`` and ``folder/params.msgpack`` (atomically)."""
+        """Write ``folder/params/`` (an orbax checkpoint) and ``folder/config.json``; an
+        interrupted save leaves the previous model whole."""
         save_module(folder, self.encoder, self.config(), "dual_encoder")
 
     @classmethod

@@ -460,7 +460,8 @@ class Tweet2Vec(nnx.Module):
         return float(np.sum((guess == codes) & inside) / max(int(inside.sum()), 1))
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write ``folder/config.json`` and ``folder/params.msgpack`` (atomically)."""
+        """Write ``folder/params/`` (an orbax checkpoint) and ``folder/config.json``; an
+        interrupted save leaves the previous model whole."""
         save_module(folder, self, dict(self.config), "tweet2vec")
 
     @classmethod
