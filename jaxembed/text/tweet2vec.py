@@ -292,7 +292,9 @@ class Tweet2Vec(nnx.Module):
     """The CNN-LSTM encoder-decoder (defaults: the paper's sizes).
 
     Args:
-        alphabet, max_length, lowercase: the :class:`CharCodec`.
+        alphabet: the characters of the :class:`CharCodec` (others map to its unknown code).
+        max_length: characters kept per text (the codec's length).
+        lowercase: whether the codec lowercases texts first.
         filters: output channels of each convolution.
         kernel_sizes: width of each convolution (one per entry of ``filters``).
         pool_sizes: max-pool window and stride after each convolution (1: none).
