@@ -1,7 +1,9 @@
 """``jaxembed train``: the main job, end to end on built-in (or your) data.
 
-1. data: the generated search log (period 0 to train and evaluate on; period 1, where item
-   popularity and quality drifted, for the online phase), or ``--data`` CSV/Parquet files;
+1. data: the generated search log — one world, split by time: period 0's first page views
+   to train on and its later ones to evaluate; period 1 (item popularity and quality
+   drifted) streamed for the online phase, its later page views to evaluate — or ``--data``
+   CSV/Parquet files;
 2. encoding layer: :class:`~jaxembed.features.SearchFeaturizer` fitted on the training log;
 3. offline fit of :class:`~jaxembed.models.SearchCTR` (row-sparse tables, Adam on dense
    layers), evaluated each epoch, checkpointed with orbax (``--resume`` continues); with
@@ -69,11 +71,15 @@ def load_logs(config: JobConfig) -> tuple[data.SearchLog, data.SearchLog, data.S
         train, held = _split_rows(logs[0], 0.85)
         stream, online_eval = _split_rows(logs[1], 0.8)
         return train, held, stream, online_eval
+    # One world (the seed draws catalogue, users and effects), split by time: period 0's
+    # first page views train, its later ones evaluate; period 1 (the same world, drifted)
+    # is streamed, then its later page views evaluate the online model.
     w = world()
-    train = data.search_log(config.train_size, seed=config.seed, config=w)
-    held = data.search_log(config.eval_size, seed=config.seed + 1, config=w)
-    stream = data.search_log(config.online_size, seed=config.seed + 2, period=1, config=w)
-    online_eval = data.search_log(config.eval_size, seed=config.seed + 3, period=1, config=w)
+    period0 = data.search_log(config.train_size + config.eval_size, seed=config.seed, config=w)
+    period1 = data.search_log(config.online_size + config.eval_size, seed=config.seed,
+                              period=1, config=w)
+    train, held = _split_rows(period0, config.train_size / len(period0))
+    stream, online_eval = _split_rows(period1, config.online_size / len(period1))
     return train, held, stream, online_eval
 
 
