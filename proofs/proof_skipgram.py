@@ -5,14 +5,20 @@ Equations (:mod:`jaxembed.graph.skipgram`):
 
     ℓ(c, o) = -log σ(u_o · v_c) - Σ_j [n_j ≠ o] log σ(-u_{n_j} · v_c)             (loss)
     (v, u) ← (v, u) - lr · ∇ Σ_i mask_i ℓ(c_i, o_i)                               (step)
+    (v, u) ← (v, u) - lr · ∇ Σ_(p,q) ℓ(t_p, t_q; n_p)   n_p: center p's negatives (center)
+    lanes: every window pair is the pair of exactly one lane center column        (layout)
     pairs  = {(t_i, t_{i±d}) : 1 <= d <= reach_i, same sequence}                   (window)
     P(n = w) = count(w)^0.75 / Σ count^0.75                                        (noise)
     keep(w) = min(1, (sqrt(f / (s·T)) + 1) · (s·T) / f)                            (subsampling)
 
 The step's fast path forms gradients only for gathered rows and scatter-adds them; the literal
 reference is ``table - lr * jax.grad(sgns_loss)`` over the whole tables, and the loss itself is
-checked against a float64 loop. Ids repeat (centers, contexts and negatives collide, and
-negatives equal their positive) and some pairs are masked, so every accumulation rule is hit.
+checked against a float64 loop. The center step (``negatives_per="center"``: lanes of centers,
+one matrix product of logits per lane, negatives shared by a center's pairs) is checked the
+same way against ``sgns_loss`` on the pairs listed by a plain loop over its lanes, each pair
+carrying its center's negatives; the lane layout is checked to list each window pair once.
+Ids repeat (centers, contexts and negatives collide, and negatives equal their positive) and
+some pairs are masked or padded, so every accumulation rule is hit.
 """
 
 from __future__ import annotations
@@ -27,9 +33,12 @@ from hypothesis import strategies as st
 from scipy.stats import chi2
 
 from jaxembed.graph.skipgram import (
+    _train_center_steps,
+    center_lanes,
     draw_negatives,
     keep_probabilities,
     noise_distribution,
+    sgns_center_step,
     sgns_loss,
     sgns_step,
     window_pairs,
@@ -39,6 +48,42 @@ VOCAB = 16  # one shape bucket (so jit compiles once); collisions come from the 
 BATCH = 16
 NEGATIVES = 3
 DIM = 4
+LANES, CENTERS, WINDOW = 3, 5, 2  # center-step bucket: 3 lanes of 5 centers, halo 2
+COLS = CENTERS + 2 * WINDOW
+MAX_PAIRS = LANES * CENTERS * 2 * WINDOW
+
+
+@st.composite
+def center_batches(draw):
+    """Tables ``[16, 4]`` and lanes ``[3, 9]`` for :func:`sgns_center_step`: ids from a pool
+    of 1..16 (so centers, contexts and negatives collide), 1..3 sequences per lane with
+    padding (``seq_ids`` -1) at either end, reach 0..2, 3 negatives per center."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    pool = draw(st.integers(1, VOCAB))
+    w_in = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
+    w_out = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
+    tokens = rng.integers(0, pool, (LANES, COLS)).astype(np.int32)
+    seq_ids = np.sort(rng.integers(0, 3, (LANES, COLS)), axis=1).astype(np.int32)
+    for row in seq_ids:
+        lead, tail = rng.integers(0, COLS + 1, 2)
+        row[:min(lead, COLS // 2)] = -1
+        row[COLS - min(tail, COLS // 2):] = -1
+    reach = rng.integers(0, WINDOW + 1, (LANES, COLS)).astype(np.int32)
+    negatives = rng.integers(0, pool, (LANES, CENTERS, NEGATIVES)).astype(np.int32)
+    lr = draw(st.sampled_from([0.025, 0.1, 1.0]))
+    return w_in, w_out, tokens, seq_ids, reach, negatives, np.float32(lr)
+
+
+def _literal_lane_pairs(tokens, seq_ids, reach, window):
+    """``[(lane, center column, context column)]``: a plain loop over every center column."""
+    pairs = []
+    for r in range(tokens.shape[0]):
+        for p in range(window, tokens.shape[1] - window):
+            for q in range(tokens.shape[1]):
+                if (q != p and abs(q - p) <= reach[r, p] and seq_ids[r, p] >= 0
+                        and seq_ids[r, q] == seq_ids[r, p]):
+                    pairs.append((r, p, q))
+    return pairs
 
 
 @st.composite
@@ -90,6 +135,73 @@ def test_sparse_step_is_dense_sgd(batch):
                             negatives, mask, lr)
     np.testing.assert_allclose(new_in, w_in - lr * np.asarray(g_in), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(new_out, w_out - lr * np.asarray(g_out), rtol=1e-5, atol=1e-6)
+
+
+_center_step = jax.jit(sgns_center_step, static_argnames="window")
+
+
+@given(center_batches())
+def test_center_step_is_dense_sgd_on_shared_negatives(batch):
+    """sgns_center_step(v, u) = (v, u) - lr ∇ Σ_(p,q) ℓ(t_p, t_q; n_p): the pairs listed by a
+    loop over the lanes, each with its center's negatives, through the literal sgns_loss."""
+    w_in, w_out, tokens, seq_ids, reach, negatives, lr = batch
+    pairs = _literal_lane_pairs(tokens, seq_ids, reach, WINDOW)
+    centers = np.zeros(MAX_PAIRS, np.int32)
+    contexts = np.zeros(MAX_PAIRS, np.int32)
+    negs = np.zeros((MAX_PAIRS, NEGATIVES), np.int32)
+    mask = np.zeros(MAX_PAIRS, np.float32)
+    for i, (r, p, q) in enumerate(pairs):
+        centers[i], contexts[i], negs[i], mask[i] = tokens[r, p], tokens[r, q], \
+            negatives[r, p - WINDOW], 1.0
+    _, (g_in, g_out) = _loss_grad(w_in, w_out, centers, contexts, negs, mask)
+    new_in, new_out = _center_step(jnp.asarray(w_in), jnp.asarray(w_out), tokens, seq_ids,
+                                   reach, negatives, lr, window=WINDOW)
+    np.testing.assert_allclose(new_in, w_in - lr * np.asarray(g_in), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(new_out, w_out - lr * np.asarray(g_out), rtol=1e-5, atol=1e-5)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3]), st.sampled_from([1, 2, 3]),
+       st.sampled_from([1, 2, 4]), st.sampled_from([0, 1, 7, 30]))
+def test_center_lanes_list_every_window_pair_once(seed, window, lanes, positions, length):
+    """Over all lane center columns, the pairs are exactly window_pairs of the stream (as a
+    multiset: none lost at a lane or step boundary, none doubled by the halos)."""
+    rng = np.random.default_rng(seed)
+    tokens = np.arange(length, dtype=np.int32)  # distinct ids: a pair names its positions
+    seq_ids = np.sort(rng.integers(0, 4, length))
+    reach = rng.integers(1, window + 1, length)
+    tok, seq, rch = center_lanes(tokens, seq_ids, reach, window, lanes, positions)
+    assert tok.shape == seq.shape == rch.shape and tok.shape[0] == lanes
+    assert (tok.shape[1] - 2 * window) % positions == 0
+    assert (tok.shape[1] - 2 * window) * lanes >= length
+    listed = sorted((int(tok[r, p]), int(tok[r, q]))
+                    for r, p, q in _literal_lane_pairs(tok, seq, rch, window))
+    centers, contexts = window_pairs(tokens, seq_ids, reach, window)
+    assert listed == sorted(zip(centers.tolist(), contexts.tolist(), strict=True))
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_center_scan_is_the_loop_of_steps(seed):
+    """The jitted scan over steps (column windows cut by step, one lr per step) equals
+    sgns_center_step applied step by step (negative = 0: no random draws to line up)."""
+    rng = np.random.default_rng(seed)
+    steps = 4
+    tokens = rng.integers(0, VOCAB, (LANES, steps * CENTERS + 2 * WINDOW)).astype(np.int32)
+    seq_ids = np.sort(rng.integers(0, 3, tokens.shape), axis=1).astype(np.int32)
+    reach = rng.integers(1, WINDOW + 1, tokens.shape).astype(np.int32)
+    lrs = rng.uniform(0.01, 0.5, steps).astype(np.float32)
+    w_in = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
+    w_out = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
+    cdf = jnp.linspace(1.0 / VOCAB, 1.0, VOCAB)
+    scanned = _train_center_steps(jnp.asarray(w_in), jnp.asarray(w_out), tokens, seq_ids,
+                                  reach, lrs, cdf, jax.random.key(0), 0, WINDOW, CENTERS)
+    tables = (jnp.asarray(w_in), jnp.asarray(w_out))
+    no_negatives = np.zeros((LANES, CENTERS, 0), np.int32)
+    for s in range(steps):
+        cut = slice(s * CENTERS, (s + 1) * CENTERS + 2 * WINDOW)
+        tables = _center_step(*tables, tokens[:, cut], seq_ids[:, cut], reach[:, cut],
+                              no_negatives, lrs[s], window=WINDOW)
+    for got, want in zip(scanned, tables, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 5]), st.sampled_from([1, 7, 30]))

@@ -7,8 +7,9 @@ in the same run:
 1. **second-order walks** — :func:`jaxembed.graph.random_walks` (``jit``, all walkers in
    parallel; first call = compile + run) against PecanPy's ``SparseOTF`` (numba, ``workers``
    threads; its first call compiles too);
-2. **skip-gram training** on the same walks — :func:`jaxembed.graph.train_skipgram` against
-   gensim ``Word2Vec(sg=1, workers=2)``, same hyperparameters;
+2. **skip-gram training** on the same walks — :func:`jaxembed.graph.train_skipgram` (default
+   ``negatives_per="center"``; with ``per_pair=True`` also word2vec's exact per-pair
+   negatives) against gensim ``Word2Vec(sg=1, workers=2)``, same hyperparameters;
 3. **node2vec end to end** (warm walks + warm training) and the **macro-F1** of one-vs-rest
    logistic regression on the block labels (half the nodes for training) — ours against
    PecanPy walks + gensim, and our walks + gensim (to tell walk quality from training).
@@ -60,7 +61,7 @@ def _macro_f1(emb: Any, labels: np.ndarray) -> float:
 def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length: int = 80,
         walks_per_node: int = 10, p: float = 1.0, q: float = 0.5, dim: int = 128,
         window: int = 10, negative: int = 5, epochs: int = 1, seed: int = 0,
-        workers: int | None = None) -> None:
+        workers: int | None = None, per_pair: bool = False) -> None:
     """Print the walk, skip-gram and end-to-end tables (see the module docstring)."""
     from jaxembed.bench.peers import import_gensim_word2vec, import_pecanpy
     from jaxembed.graph.csr import Graph
@@ -117,6 +118,12 @@ def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length
     _, sg_cold = _timed(lambda: train_skipgram(corpus, key, **hyper))
     (emb, _), sg_warm = _timed(lambda: train_skipgram(corpus, jax.random.fold_in(key, 1),
                                                       **hyper))
+    pair_emb = pair_cold = pair_warm = None
+    if per_pair:
+        _, pair_cold = _timed(lambda: train_skipgram(corpus, key, negatives_per="pair",
+                                                     **hyper))
+        (pair_emb, _), pair_warm = _timed(lambda: train_skipgram(
+            corpus, jax.random.fold_in(key, 1), negatives_per="pair", **hyper))
     Word2Vec = import_gensim_word2vec()
 
     def gensim(sentences: list[list[str]]) -> tuple[np.ndarray, float]:
@@ -136,6 +143,9 @@ def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length
     print(f"{'trainer':<34}{'cold s':>9}{'warm s':>9}{'k tok/s':>11}{'warm / peer':>13}")
     print(f"{'jaxembed train_skipgram':<34}{sg_cold:>9.2f}{sg_warm:>9.2f}"
           f"{tokens / sg_warm / 1e3:>11.0f}{_ratio(sg_warm, gensim_s):>13}")
+    if pair_warm is not None:
+        print(f"{'  ... negatives per pair':<34}{pair_cold:>9.2f}{pair_warm:>9.2f}"
+              f"{tokens / pair_warm / 1e3:>11.0f}{_ratio(pair_warm, gensim_s):>13}")
     if gensim_s is None:
         print("gensim: not installed (pip install gensim)")
     else:
@@ -154,6 +164,9 @@ def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length
     print(f"{'pipeline':<34}{'seconds':>9}{'macro-F1':>10}{'time / peer':>13}")
     print(f"{'jaxembed walks + skip-gram':<34}{ours_total:>9.2f}{_macro_f1(emb, labels):>10.3f}"
           f"{_ratio(ours_total, peer_total):>13}")
+    if pair_emb is not None:
+        print(f"{'jaxembed walks + per-pair sg':<34}{warm + pair_warm:>9.2f}"
+              f"{_macro_f1(pair_emb, labels):>10.3f}{_ratio(warm + pair_warm, peer_total):>13}")
     if gensim_emb is not None:
         print(f"{'jaxembed walks + gensim':<34}{'':>9}{_macro_f1(gensim_emb, labels):>10.3f}")
     if peer_total is None:

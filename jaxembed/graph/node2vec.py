@@ -47,21 +47,24 @@ def node2vec(
     lr: float = 0.025,
     batch_size: int | None = None,
     rounds: int = DEFAULT_ROUNDS,
+    negatives_per: str = "center",
     progress: Callable[[int, int], None] | None = None,
 ) -> jax.Array:
     """node2vec embeddings, ``float32[num_nodes, dim]`` (row ``i`` is node ``i``).
 
     Walks: :func:`~jaxembed.graph.random_walks` with ``p``, ``q``; training:
     :func:`~jaxembed.graph.skipgram.train_skipgram` with ``window``, ``negative``, ``epochs``,
-    ``sample`` (0 = no subsampling), ``lr`` (linear decay), ``batch_size``. ``progress(done,
-    total)`` reports training progress in tokens. Same key, same embeddings.
+    ``sample`` (0 = no subsampling), ``lr`` (linear decay), ``batch_size`` and
+    ``negatives_per`` (``"center"``: noise shared by a center's pairs, the fast default;
+    ``"pair"``: word2vec's own draw per pair). ``progress(done, total)`` reports training
+    progress in tokens. Same key, same embeddings.
     """
     k_walk, k_train = jax.random.split(key)
     walks = random_walks(graph, k_walk, walk_length, walks_per_node, p, q, rounds=rounds)
     corpus = Corpus.from_walks(jax.device_get(walks), graph.num_nodes)
     w_in, _ = train_skipgram(corpus, k_train, dim=dim, window=window, negative=negative,
                              sample=sample, epochs=epochs, lr=lr, batch_size=batch_size,
-                             progress=progress)
+                             negatives_per=negatives_per, progress=progress)
     return w_in
 
 

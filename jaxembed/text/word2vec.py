@@ -88,12 +88,16 @@ def word2vec(
     *,
     lr: float = 0.025,
     batch_size: int | None = None,
+    negatives_per: str = "center",
     progress: Callable[[int, int], None] | None = None,
 ) -> KeyedVectors:
     """Skip-gram word vectors for the tokens of ``sentences`` (an iterable of token lists).
 
     Returns :class:`~jaxembed.text.KeyedVectors` with the input ("syn0") vectors, keys most
-    frequent first. ``progress(done, total)`` reports tokens processed. Same key, same vectors.
+    frequent first. ``negatives_per`` is :func:`~jaxembed.graph.skipgram.train_skipgram`'s
+    (``"center"``: noise shared by a center's pairs, the fast default; ``"pair"``: a draw per
+    pair as in the C tool and gensim). ``progress(done, total)`` reports tokens processed.
+    Same key, same vectors.
 
     Raises:
         TypeError: a sentence that is not a list of str (naming the sentence and token).
@@ -102,5 +106,5 @@ def word2vec(
     keys, _, corpus = build_vocab(sentences, min_count)
     w_in, _ = train_skipgram(corpus, key, dim=dim, window=window, negative=negative,
                              sample=sample, epochs=epochs, lr=lr, batch_size=batch_size,
-                             progress=progress)
+                             negatives_per=negatives_per, progress=progress)
     return KeyedVectors(keys, np.asarray(w_in))
