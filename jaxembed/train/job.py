@@ -54,8 +54,11 @@ class JobConfig:
 
 
 def world() -> data.SearchLogConfig:
-    """The built-in data's world: sized so a few hundred thousand impressions cover it."""
-    return data.SearchLogConfig(num_users=5_000, num_items=20_000, num_shops=1_000,
+    """The built-in data's world: sized so a few hundred thousand impressions cover it, with
+    few users (300) who search often, so that each user's category preference can be learned
+    from the user's own searches (with 5,000 users the gap to the Bayes AUC was 0.026, with
+    300 it is 0.018)."""
+    return data.SearchLogConfig(num_users=300, num_items=20_000, num_shops=1_000,
                                 num_categories=100, num_brands=500)
 
 

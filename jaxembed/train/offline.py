@@ -44,13 +44,13 @@ from jaxembed.train.evaluate import mean_loss
 class OfflineConfig:
     """Hyperparameters of the offline fit."""
 
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 512
-    dense_learning_rate: float = 2e-3
+    dense_learning_rate: float = 5e-3
     table_learning_rate: float = 0.1
-    wide_learning_rate: float = 0.05
+    wide_learning_rate: float = 0.2
     wide_l1: float = 0.0
-    wide_l2: float = 1.0
+    wide_l2: float = 0.1
     accumulate: int = 1
     seed: int = 0
 
