@@ -157,14 +157,19 @@ def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     offline_eval = report(held_x.labels, predict(model, held_x, 4 * batch), held.user_id)
     before = report(online_eval_x.labels, predict(model, online_eval_x, 4 * batch),
                     online_eval.user_id)
-    learner = online.OnlineLearner(model, config.online, ftrl_state=trainer.table_state("wide"))
+    # the online FTRL continues the offline wide rule's slots: same hyperparameters, or the
+    # wide weights would jump to another FTRL solution at the first online step
+    online_config = dataclasses.replace(
+        config.online, ftrl_learning_rate=config.offline.wide_learning_rate,
+        ftrl_l1=config.offline.wide_l1, ftrl_l2=config.offline.wide_l2)
+    learner = online.OnlineLearner(model, online_config, ftrl_state=trainer.table_state("wide"))
     online_start = time.perf_counter()
     with _progress() as progress:
         streamed = online.run(learner, stream, stream_x, progress=progress)
     online_seconds = time.perf_counter() - online_start
     # a model trained on down-sampled negatives is served through the calibration q(p)
     served = calibrate(predict(learner.model(), online_eval_x, 4 * batch),
-                       config.online.negative_rate)
+                       online_config.negative_rate)
     after = report(online_eval_x.labels, served, online_eval.user_id)
     figures = {
         "bayes_auc_period0": data.bayes_auc(held), "bayes_auc_period1": data.bayes_auc(online_eval),

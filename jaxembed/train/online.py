@@ -49,9 +49,9 @@ class OnlineConfig:
 
     batch_size: int = 256
     sgd_learning_rate: float = 1e-3
-    ftrl_learning_rate: float = 0.05
+    ftrl_learning_rate: float = 0.2
     ftrl_l1: float = 0.0
-    ftrl_l2: float = 1.0
+    ftrl_l2: float = 0.1
     accumulate: int = 1
     window: float = 600.0
     max_pending: int = 100_000
