@@ -1,6 +1,7 @@
 """Two JAX processes on this machine (4 virtual CPU devices each, gloo collectives over
-loopback) run sharded lookups and gradients over one global 8-device mesh; the results equal
-the one-process, one-device lookups.
+loopback) run sharded lookups and gradients over one global 8-device mesh, and train
+``SearchCTR`` with sharded tables on a ``2x4`` mesh spanning both processes; the results equal
+the one-process, one-device lookups and the one-device ``OfflineTrainer``, step for step.
 
 The test starts ``python tests/test_multihost.py WORKER <coordinator> <process_id> <out>``
 twice; each worker joins with :func:`jaxembed.sharding.launch.initialize`, and process 0
@@ -16,6 +17,7 @@ import time
 
 import numpy as np
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {"a": (37, 5), "b": (11, 3)}
 BATCH, WIDTH = 16, 4
 TIMEOUT_S = 240
@@ -62,11 +64,33 @@ def _worker(coordinator: str, process_id: int, out: str) -> None:
         for name in SHAPES:
             results[f"{kind}-{route}-{name}-value"] = to_host(pooled[name])
             results[f"{kind}-{route}-{name}-grad"] = logical[name]
+    results.update(_train_sharded())
     if process_id == 0:
         tmp = out + ".tmp.npz"
         np.savez(tmp, **results)
         os.replace(tmp, out)
     jax.distributed.shutdown()
+
+
+def _train_sharded() -> dict[str, np.ndarray]:
+    """Per-step losses and the final logical state of a sharded SearchCTR fit whose mesh spans
+    both processes (each process feeds the same host batches; ``place_batch`` hands every
+    device its rows)."""
+    import jax
+
+    sys.path.insert(0, ROOT)
+    from jaxembed.sharding.launch import to_host
+    from jaxembed.train.sharded import ShardedTrainer, make_mesh
+    from tests.test_sharded_train import BATCH, STEPS, _config, _features, _model
+
+    x = _features()
+    trainer = ShardedTrainer(_model("mean"), _config(), make_mesh("2x4"), kind="row",
+                             route="all_to_all")
+    losses = [to_host(trainer.step(x.batch(s * BATCH, (s + 1) * BATCH),
+                                   x.labels[s * BATCH:(s + 1) * BATCH])) for s in range(STEPS)]
+    state = {f"train-state-{i}": to_host(leaf)
+             for i, leaf in enumerate(jax.tree.leaves(trainer.payload()))}
+    return {"train-losses": np.stack(losses), **state}
 
 
 def _launch(tmp_path) -> tuple[list[subprocess.Popen], str]:
@@ -75,10 +99,9 @@ def _launch(tmp_path) -> tuple[list[subprocess.Popen], str]:
     out = str(tmp_path / "results.npz")
     coordinator = f"127.0.0.1:{free_port()}"
     env = virtual_cpu_env(4)  # 4 CPU devices per process (initialize sets the same)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     procs = [
         subprocess.Popen([sys.executable, os.path.abspath(__file__), "WORKER", coordinator,
-                          str(i), out], env=env, cwd=root, stdout=subprocess.PIPE,
+                          str(i), out], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
         for i in range(2)
     ]
@@ -117,6 +140,25 @@ def test_two_processes_match_one_device(tmp_path):
                                        atol=1e-6)
             np.testing.assert_allclose(got[f"{variant}-{name}-grad"], grad, rtol=1e-5,
                                        atol=1e-6)
+    _check_training(got)
+
+
+def _check_training(got) -> None:
+    """The two-process sharded fit = the one-device fit, step for step."""
+    from jaxembed.train import offline
+    from tests.test_sharded_train import BATCH, STEPS, TOL, _config, _features, _model
+
+    x = _features()
+    reference = offline.OfflineTrainer(_model("mean"), _config())
+    losses = [float(reference.step(x.batch(s * BATCH, (s + 1) * BATCH),
+                                   x.labels[s * BATCH:(s + 1) * BATCH])) for s in range(STEPS)]
+    np.testing.assert_allclose(got["train-losses"], losses, **TOL)
+    import jax
+
+    leaves = jax.tree.leaves(reference.payload())
+    assert len([k for k in got.files if k.startswith("train-state-")]) == len(leaves)
+    for i, leaf in enumerate(leaves):
+        np.testing.assert_allclose(got[f"train-state-{i}"], np.asarray(leaf), **TOL)
 
 
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "WORKER":
