@@ -84,7 +84,7 @@ def test_offline_step_updates_tables_row_sparsely(encoded):
     batch = train.batch(0, 64)
     trainer.step(batch, train.labels[:64])
     for path, old, new in zip(trainer.table_paths, before, trainer.tables, strict=True):
-        entry = batch[offline._batch_entry(path)]
+        entry = batch[offline.batch_entry(path)]
         touched = np.unique(np.asarray(entry.ids)[np.asarray(entry.mask)])
         changed = np.flatnonzero(np.any(np.asarray(new) != old, axis=1))
         assert set(changed) <= set(touched), f"{path}: an untouched row moved"

@@ -68,7 +68,7 @@ def is_table(path: tuple, _value: Any) -> bool:
     return path[-1] == "embedding" or tuple(path[-2:]) == ("wide", "kernel")
 
 
-def _batch_entry(path: str) -> str:
+def batch_entry(path: str) -> str:
     """The batch entry whose Bags index a table: ``behavior/<domain>/...`` or ``wide``."""
     parts = path.split("/")
     return parts[1] if parts[0] == "behavior" else "wide"
@@ -83,10 +83,10 @@ class OfflineTrainer:
         flat, self.table_def = jax.tree_util.tree_flatten_with_path(tables)
         self.table_paths = [optim_partition.param_path(path) for path, _ in flat]
         self.tables = [leaf for _, leaf in flat]
-        combiner = _combiner_of(model)
-        self.entries = tuple(_batch_entry(p) for p in self.table_paths)
+        combiner = table_combiner(model)
+        self.entries = tuple(batch_entry(p) for p in self.table_paths)
         self.combiners = tuple("sum" if e == "wide" else combiner for e in self.entries)
-        rules, dense_tx = _optimizers(self.entries, config)
+        rules, dense_tx = table_optimizers(self.entries, config)
         self.table_states = [rule.init(t) for rule, t in zip(rules, self.tables, strict=True)]
         self.dense_state = dense_tx.init(self.rest)
         self._step = _compiled_step(self.graphdef, self.table_def, self.entries, self.combiners,
@@ -122,8 +122,8 @@ class OfflineTrainer:
         return loss
 
 
-def _optimizers(entries: tuple[str, ...], config: OfflineConfig
-                ) -> tuple[list[SparseRule], optax.GradientTransformation]:
+def table_optimizers(entries: tuple[str, ...], config: OfflineConfig
+                     ) -> tuple[list[SparseRule], optax.GradientTransformation]:
     """Row-sparse rules of the tables (FTRL for the wide kernel, Adagrad for embeddings) and
     the dense transform (Adam, in ``optax.MultiSteps`` when ``accumulate > 1``)."""
     rules = [
@@ -141,7 +141,7 @@ def _optimizers(entries: tuple[str, ...], config: OfflineConfig
 def _compiled_step(graphdef, table_def, entries, combiners, config: OfflineConfig) -> Callable:
     """The jitted train step for one model structure and config (cached: a second trainer of
     the same model and config reuses the compiled step)."""
-    rules, dense_tx = _optimizers(entries, config)
+    rules, dense_tx = table_optimizers(entries, config)
 
     @functools.partial(jax.jit, donate_argnums=(0, 1, 2, 3))
     def step(tables, table_states, rest, dense_state, batch, labels):
@@ -168,7 +168,8 @@ def _compiled_step(graphdef, table_def, entries, combiners, config: OfflineConfi
     return step
 
 
-def _combiner_of(model: nnx.Module) -> str:
+def table_combiner(model: nnx.Module) -> str:
+    """The combiner of the model's behaviour tables (every domain uses the same one)."""
     behavior = model.behavior
     return behavior[next(iter(model.domain_names))].embed.combiner
 

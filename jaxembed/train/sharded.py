@@ -138,10 +138,10 @@ class ShardedTrainer:
         self.graphdef, tables, rest = nnx.split(model, offline.is_table, ...)
         flat, self.table_def = jax.tree_util.tree_flatten_with_path(tables)
         paths = [optim_partition.param_path(path) for path, _ in flat]
-        self.entries = tuple(offline._batch_entry(p) for p in paths)
+        self.entries = tuple(offline.batch_entry(p) for p in paths)
         self.abstract_tables = [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for _, leaf in flat]
-        combiner = offline._combiner_of(model)
-        rules, dense_tx = offline._optimizers(self.entries, config)
+        combiner = offline.table_combiner(model)
+        rules, dense_tx = offline.table_optimizers(self.entries, config)
         shapes = {e: tuple(leaf.shape) for e, (_, leaf) in zip(self.entries, flat, strict=True)}
         groups = {"behavior": [e for e in self.entries if e != WIDE],
                   WIDE: [e for e in self.entries if e == WIDE]}
@@ -279,7 +279,7 @@ def _compiled_step(graphdef, table_def, abstract_tables, groups, route: str,
                    config: offline.OfflineConfig) -> Callable:
     """The jitted sharded train step for one model structure, layout and config."""
     entries = tuple(e for _, layout, _, _ in groups for e in layout.names)
-    rules, dense_tx = offline._optimizers(entries, config)
+    rules, dense_tx = offline.table_optimizers(entries, config)
     rule_of = dict(zip(entries, rules, strict=True))
 
     @functools.partial(jax.jit, donate_argnums=(0, 1, 2, 3))
