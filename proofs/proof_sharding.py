@@ -21,8 +21,6 @@ a fresh interpreter with 8 devices and ``-o python_functions=proof_*``, which co
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,7 +33,7 @@ from jaxembed import sharding as sh
 from jaxembed.optim.sparse import sparse_adagrad
 from jaxembed.partition import shard_of
 from jaxembed.sharding import rowsparse
-from jaxembed.sharding.launch import run_python
+from jaxembed.sharding.launch import run_pytest
 from proofs.strategies import bag_lists
 
 # --- fixed shape buckets (one compile per layout) and strategies ------------------------------
@@ -49,7 +47,6 @@ VARIANTS = [  # (kind, strategy, route)
 ]
 COMBINERS = ("sum", "mean", "sqrtn")
 FEW = settings(max_examples=max(6, settings.default.max_examples // 3))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _values(rng: np.random.Generator, shape: tuple[int, ...], exact: bool) -> np.ndarray:
@@ -269,11 +266,4 @@ def proof_capacity_overflow_is_loud(case, capacity):
 # --- launcher (collected in the suite's one-device process) ----------------------------------
 def test_proofs_on_8_virtual_cpu_devices():
     """Runs the proof_* functions of this file in a fresh interpreter with 8 CPU devices."""
-    result = run_python(
-        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "python_functions=proof_*",
-         os.path.abspath(__file__)],
-        8, timeout=600, cwd=ROOT, env={"JAX_DISABLE_MOST_OPTIMIZATIONS": "1"},
-    )
-    report = result.stdout[-8000:] + result.stderr[-4000:]
-    assert result.returncode == 0, report
-    assert "5 passed" in result.stdout, report
+    run_pytest(__file__, "proof_", 8, expect_passed=5)

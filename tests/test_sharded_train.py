@@ -25,11 +25,10 @@ from flax import nnx
 import jaxembed as je
 from jaxembed.features import Features
 from jaxembed.models import SearchCTR
-from jaxembed.sharding.launch import run_python
+from jaxembed.sharding.launch import run_pytest
 from jaxembed.train import offline
 from jaxembed.train.sharded import MeshConfig, ShardedTrainer, make_mesh
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOMAINS = {"item": 97, "query": 40, "user": 33}
 WIDE = 64
 STATS = 3
@@ -163,11 +162,4 @@ def check_cli_train_with_mesh(tmp_path):
 
 
 def test_on_8_virtual_cpu_devices():
-    result = run_python(
-        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "python_functions=check_*",
-         os.path.abspath(__file__)],
-        8, timeout=600, cwd=ROOT, env={"JAX_DISABLE_MOST_OPTIMIZATIONS": "1"},
-    )
-    report = result.stdout[-8000:] + result.stderr[-4000:]
-    assert result.returncode == 0, report
-    assert "6 passed" in result.stdout, report
+    run_pytest(__file__, "check_", 8, expect_passed=6)

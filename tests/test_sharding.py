@@ -25,9 +25,8 @@ from jaxembed.optim.sparse import sparse_adam
 from jaxembed.partition import split_table
 from jaxembed.sharding import rowsparse
 from jaxembed.sharding.checkpoint import read_layout, restore_sharded, save_sharded
-from jaxembed.sharding.launch import run_python, virtual_cpu_env
+from jaxembed.sharding.launch import run_pytest, virtual_cpu_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {"a": (37, 5), "b": (11, 3)}
 CKPT_ENV = "JAXEMBED_TEST_CHECKPOINT"
 
@@ -304,14 +303,7 @@ def test_checks_on_8_virtual_cpu_devices(tmp_path):
     checkpoint the child wrote onto this process's single device."""
     path = str(tmp_path / "saved" / "ckpt")
     os.makedirs(os.path.dirname(path))
-    result = run_python(
-        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "python_functions=check_*",
-         os.path.abspath(__file__)],
-        8, timeout=600, cwd=ROOT, env={CKPT_ENV: path, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"},
-    )
-    report = result.stdout[-8000:] + result.stderr[-4000:]
-    assert result.returncode == 0, report
-    assert "6 passed" in result.stdout, report
+    run_pytest(__file__, "check_", 8, expect_passed=6, env={CKPT_ENV: path})
     layout = sh.plan(SHAPES, Mesh(np.array(jax.devices()[:1]), ("x",)), "table")
     restored = layout.from_storage(restore_sharded(path, layout))
     for name, table in _tables(seed=7).items():

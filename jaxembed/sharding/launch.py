@@ -4,7 +4,9 @@
 ``jax.config.update("jax_num_cpu_devices", N)`` right after ``import jax``) makes one process
 see ``N`` CPU devices; either must happen before JAX starts its backend, so a process that
 already ran JAX on one device needs a fresh interpreter: :func:`virtual_cpu_env` gives the
-environment for one, :func:`run_python` runs a script in it.
+environment for one, :func:`run_python` runs a script in it and :func:`run_pytest` a test
+file's functions of one name prefix (how the suite checks multi-device code from its
+one-device process).
 
 **Several processes (multi-host).** Each process calls :func:`initialize` with the same
 coordinator address and process count and its own ``process_id`` before any other JAX call;
@@ -64,6 +66,25 @@ def run_python(
     child.update(env or {})
     return subprocess.run([sys.executable, *args], env=child, cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, check=False)
+
+
+def run_pytest(path: str, prefix: str, num_devices: int, *, expect_passed: int,
+               timeout: float = 600.0, env: Mapping[str, str] | None = None) -> None:
+    """Run the functions named ``prefix*`` of the test file ``path`` with pytest on
+    ``num_devices`` virtual CPU devices (XLA's quick compile mode, which these small shapes do
+    not need optimized); raise AssertionError with the child's output unless it exits cleanly
+    with exactly ``expect_passed`` passed."""
+    path = os.path.abspath(path)
+    root = os.path.dirname(os.path.dirname(path))
+    result = run_python(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", f"python_functions={prefix}*",
+         path],
+        num_devices, timeout=timeout, cwd=root,
+        env={"JAX_DISABLE_MOST_OPTIMIZATIONS": "1", **(env or {})},
+    )
+    report = result.stdout[-8000:] + result.stderr[-4000:]
+    if result.returncode != 0 or f"{expect_passed} passed" not in result.stdout:
+        raise AssertionError(f"{path} ({prefix}*) on {num_devices} devices:\n{report}")
 
 
 def free_port() -> int:
