@@ -35,6 +35,7 @@ __all__ = [
     "existing_dir",
     "existing_file",
     "float_in",
+    "given",
     "int_at_least",
     "mesh_shape",
     "nonempty_text",
@@ -247,6 +248,12 @@ _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+)``")
 
 
+def given(args: argparse.Namespace) -> set[str]:
+    """The ``dest`` names of the options spelled out on the command line (not left at their
+    defaults), as recorded by :class:`Parser`; empty for a namespace built otherwise."""
+    return set(getattr(args, "_given", set()))
+
+
 def plain(text: str) -> str:
     """``text`` without reST markup: ``:func:`~a.b``` becomes ``b``, double back-quotes
     become single quotes, ``::`` ends a sentence with ``:``."""
@@ -279,11 +286,27 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors raise :class:`UsageError` (carrying ``prog``) for
-    ``cli.main`` to print as one line, and whose help uses :class:`HelpFormatter`."""
+    ``cli.main`` to print as one line, whose help uses :class:`HelpFormatter`, which takes
+    no abbreviated options (a script's ``--ep`` would silently change meaning when an
+    option ``--epsilon`` is added), and which records the options given on the line
+    (:func:`given`)."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        words = list(args) if args is not None else None
+        parsed, rest = super().parse_known_args(args, namespace)
+        if words is not None:
+            spelled = {word.split("=", 1)[0] for word in words if word.startswith("-")}
+            named = {action.dest for action in self._actions
+                     if spelled.intersection(action.option_strings)}
+            parsed._given = set(getattr(parsed, "_given", set())) | named
+        return parsed, rest
+
     def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{message} (see '{self.prog} --help')", prog=self.prog)
+        err = UsageError(message, prog=self.prog)
+        err.from_argparse = True  # cli.main adds "(see 'jaxembed COMMAND --help')"
+        raise err

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 from flax import nnx
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from jaxembed import data
+from jaxembed._progress import progress_bar
 from jaxembed.features import SearchFeaturizer
 from jaxembed.models import SearchCTR
 from jaxembed.stream.calibration import calibrate
@@ -115,8 +116,7 @@ def _split_by_time(log: data.SearchLog):
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), transient=True)
+    return progress_bar(transient=True)
 
 
 def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
