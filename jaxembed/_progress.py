@@ -8,10 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
-    SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -36,10 +34,11 @@ class RateColumn(ProgressColumn):
 
 def progress_bar(*extra: ProgressColumn | str, transient: bool = False,
                  console: Console | None = None) -> Progress:
-    """A rich :class:`Progress` with description, spinner, bar, done/total, rate, elapsed
+    """A rich :class:`Progress` with description, bar, percentage, rate, elapsed
     time and ETA (then any ``extra`` columns), on stderr by default. Give a task its unit
     with ``add_task(..., unit="tokens")``."""
     return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        RateColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), *extra,
+        TextColumn("{task.description}"), BarColumn(bar_width=24),
+        TextColumn("{task.percentage:>3.0f}%"), RateColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), *extra,
         console=console or Console(stderr=True), transient=transient)

@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -262,16 +263,18 @@ def plain(text: str) -> str:
     return text.replace("::", ":")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Plain-text help: each option shows its default (unless the help already says
-    ``default`` or there is none to show), descriptions keep their line breaks, and reST
-    markup is stripped."""
+    ``default`` or there is none to show), reST markup is stripped, and descriptions are
+    wrapped paragraph by paragraph (a blank line separates paragraphs; an indented line or a
+    paragraph starting with ``try:`` is kept as it is, so that a command can be copied)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if "%(default)" in text or "default" in text.lower():
             return text
-        if action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+        if (action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or action.default == []):
             return text
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return f"{text} (default: %(default)s)"
@@ -282,6 +285,17 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _format_text(self, text: str) -> str:
         return super()._format_text(plain(text))
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for block in re.split(r"\n\s*\n", text.strip("\n")):
+            if block.startswith(("try:", " ")) or "\n " in block:
+                paragraphs.append("\n".join(indent + line for line in block.splitlines()))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(block.split()), width,
+                                                initial_indent=indent,
+                                                subsequent_indent=indent))
+        return "\n\n".join(paragraphs)
 
 
 class Parser(argparse.ArgumentParser):

@@ -177,7 +177,7 @@ def run_word2vec(args: argparse.Namespace) -> int:
     """Handler of ``jaxembed word2vec``."""
     from jaxembed.text.word2vec import word2vec
 
-    with _progress(f"reading {args.corpus}", "tokens") as step:
+    with _progress(f"reading {os.path.basename(args.corpus)}", "tokens") as step:
         kv = word2vec(_sentences(args.corpus), jax.random.key(args.seed), dim=args.dim,
                       window=args.window, negative=args.negative, min_count=args.min_count,
                       sample=args.sample, epochs=args.epochs, progress=step)
