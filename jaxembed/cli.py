@@ -23,6 +23,7 @@ from jaxembed.commands.search import add_index_parser, add_search_parser
 BENCHMARKS = {
     "encoding": "jaxembed.bench.encoding",
     "graph": "jaxembed.bench.graph",
+    "job": "jaxembed.bench.job",
     "lookup": "jaxembed.bench.lookup",
     "retrieval": "jaxembed.bench.retrieval",
     "sharding": "jaxembed.bench.sharding",

@@ -39,7 +39,8 @@ from jaxembed.train.evaluate import predict, report
 
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
-    """What ``jaxembed train`` runs (the defaults finish in a few minutes on 2 CPU cores)."""
+    """What ``jaxembed train`` runs (how long the defaults take, and on what machine: the
+    block ``jaxembed bench job`` writes into docs/benchmarks.md)."""
 
     train_size: int = 300_000
     eval_size: int = 60_000
