@@ -8,7 +8,8 @@ out-of-range values; unknown options; options it cannot honour).
 
 In argv, ``{name}`` is replaced by the path of a fixture file (see ``files``): ``missing``,
 ``empty``, ``binary``, ``latin1``, ``folder``, ``edges`` (a good edge list), ``bad_edges``,
-``comments`` (comments only), ``labels``, ``corpus`` (a good corpus), ``bad_csv`` (a CSV
+``comments`` (comments only), ``labels``, ``corpus`` (a tiny corpus), ``blank`` (white
+space only), ``bad_csv`` (a CSV
 with the wrong header), ``fake_parquet``, ``text`` (a good prose file), ``out`` (a fresh
 output path) and ``schema`` / ``train_csv`` (CTR inputs that do not exist).
 """
@@ -81,6 +82,8 @@ CASES: list[tuple[list[str], str]] = [
     (["word2vec", "{empty}"], "CORPUS: is empty"),
     (["word2vec", "{binary}"], "CORPUS: is not a text file"),
     (["word2vec", "{latin1}"], "CORPUS: is not UTF-8 text"),
+    (["word2vec", "{corpus}"], "--min-count 5 drops every word"),
+    (["word2vec", "{blank}"], "has no words"),
     (["word2vec", "{corpus}", "--epochs", "0"], "--epochs: must be an integer >= 1, got '0'"),
     (["word2vec", "{corpus}", "--min-count", "0"], "--min-count: must be an integer >= 1"),
     (["word2vec", "{corpus}", "--sample", "-1"], "--sample: must be a number >= 0"),
@@ -102,6 +105,13 @@ CASES: list[tuple[list[str], str]] = [
     (["index", "{text}", "--out", "{out}", "--batch-size", "1"], "--batch-size: must be an "
                                                                  "integer >= 2"),
     (["index", "{text}", "--out", "{edges}"], "--out: is a file, not a folder"),
+    # -- unknown options, command by command
+    (["prove", "--nope"], "unrecognized arguments: --nope"),
+    (["node2vec", "{edges}", "--nope", "1"], "unrecognized arguments: --nope 1"),
+    (["word2vec", "{corpus}", "--size", "10"], "unrecognized arguments: --size 10"),
+    (["search", "x", "--nope"], "unrecognized arguments: --nope"),
+    (["index", "{text}", "--out", "{out}", "--nope"], "unrecognized arguments: --nope"),
+    (["bench", "lookup", "--nope"], "unrecognized arguments: --nope"),
     # -- bench
     (["bench", "nosuch"], "invalid choice: 'nosuch'"),
     (["bench", "lookup", "--vocab", "0"], "--vocab: must be an integer >= 1, got '0'"),
@@ -132,6 +142,7 @@ def files(tmp_path_factory) -> dict[str, str]:
     paths["comments.edges"].write_text("# nothing but a comment\n\n")
     paths["labels.txt"].write_text("a x\nb y\n")
     paths["corpus.txt"].write_text("the cat sat\nthe dog ran\n")
+    (root / "blank.txt").write_text("   \n\t\n")
     paths["bad.csv"].write_text("a,b\n1,2\n")
     paths["fake.parquet"].write_text("not parquet at all\n")
     paths["text.txt"].write_text("One sentence here. Another one follows. And a third.\n")
@@ -142,6 +153,7 @@ def files(tmp_path_factory) -> dict[str, str]:
         "folder": str(root / "folder"), "edges": str(paths["good.edges"]),
         "bad_edges": str(paths["bad.edges"]), "comments": str(paths["comments.edges"]),
         "labels": str(paths["labels.txt"]), "corpus": str(paths["corpus.txt"]),
+        "blank": str(root / "blank.txt"),
         "bad_csv": str(paths["bad.csv"]), "fake_parquet": str(paths["fake.parquet"]),
         "text": str(paths["text.txt"]), "out": str(root / "out" / "result"),
         "schema": "/nonexistent/schema.toml", "train_csv": "/nonexistent/train.csv",
@@ -277,3 +289,29 @@ def test_outputs_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_command_that_reads_a_missing_file_in_its_handler_is_one_line(capsys, monkeypatch):
+    # A command registered without validators (as a new command might be) still keeps the
+    # contract: the FileNotFoundError of its handler becomes status 2 and one line.
+    import jaxembed.cli as cli
+
+    original = cli.build_parser
+
+    def with_fake_fit():
+        parser = original()
+        (commands,) = [a for a in parser._actions if isinstance(getattr(a, "choices", None),
+                                                                dict)]
+        if "fit" not in commands.choices:
+            fit = commands.add_parser("fit", help="a stand-in")
+            for option in ("--schema", "--train", "--model", "--out"):
+                fit.add_argument(option)
+            fit.set_defaults(handler=lambda args: open(args.schema).read())
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", with_fake_fit)
+    argv = ["fit", "--schema", "/nonexistent/schema.toml", "--train", "/nonexistent/train.csv",
+            "--model", "wide_deep", "--out", "/tmp/x"]
+    assert cli.main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("jaxembed fit: ") and "/nonexistent/schema.toml" in line

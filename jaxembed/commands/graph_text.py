@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "add_node2vec_parser",
     "add_word2vec_parser",
     "check_node2vec",
+    "check_word2vec",
     "pca_2d",
     "plot_embedding",
     "read_node_labels",
@@ -105,8 +107,31 @@ def add_word2vec_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="output vectors file (word2vec text format)")
     p.add_argument("--binary", action="store_true",
                    help="write the word2vec binary format instead of text")
-    p.set_defaults(handler=run_word2vec)
+    p.set_defaults(handler=run_word2vec, check=check_word2vec)
     return p
+
+
+COUNT_LIMIT = 16 << 20
+"""Corpora up to this many bytes (16 MiB) have their words counted by the checks."""
+
+
+def check_word2vec(args: argparse.Namespace) -> None:
+    """A corpus small enough to count quickly (:data:`COUNT_LIMIT`) is counted before
+    training: one with no words, or none as frequent as --min-count, stops here."""
+    if os.path.getsize(args.corpus) > COUNT_LIMIT:
+        return  # word2vec's own first pass raises the same ValueError
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for tokens in _sentences(args.corpus):
+        counts.update(tokens)
+    if not counts:
+        raise _args.UsageError(f"{args.corpus!r} has no words (only white space)")
+    top = max(counts.values())
+    if top < args.min_count:
+        raise _args.UsageError(f"--min-count {args.min_count} drops every word of "
+                               f"{args.corpus!r} (the most frequent occurs {top} times); "
+                               "lower --min-count or give a larger corpus")
 
 
 def check_node2vec(args: argparse.Namespace) -> None:
@@ -130,7 +155,7 @@ def _progress(description: str, unit: str) -> Iterator[Callable[[int, int], None
     with its rate and time left."""
     from jaxembed._progress import progress_bar
 
-    with progress_bar() as bar:
+    with progress_bar(transient=True) as bar:  # a failure leaves only its one line
         first = bar.add_task(description, total=None)
         training = None
 
@@ -144,10 +169,10 @@ def _progress(description: str, unit: str) -> Iterator[Callable[[int, int], None
         yield advance
 
 
-def _wrote(kv: Any, what: str, args: argparse.Namespace) -> None:
+def _wrote(kv: Any, what: str, args: argparse.Namespace, seconds: float) -> None:
     form = "binary" if args.binary else "text"
-    print(f"wrote {len(kv.index_to_key):,} {what} vectors of dim {kv.vectors.shape[1]} "
-          f"(word2vec {form} format) to {os.path.abspath(args.out)}")
+    print(f"trained in {seconds:.1f} s; wrote {len(kv.index_to_key):,} {what} vectors of dim "
+          f"{kv.vectors.shape[1]} (word2vec {form} format) to {os.path.abspath(args.out)}")
 
 
 def run_node2vec(args: argparse.Namespace) -> int:
@@ -158,6 +183,7 @@ def run_node2vec(args: argparse.Namespace) -> int:
     if getattr(args, "graph", None) is None:  # called without cli.main's checks
         check_node2vec(args)
     graph = args.graph
+    start = time.perf_counter()
     with _progress(f"walking {graph.num_nodes} nodes, {graph.num_arcs} arcs", "tokens") as step:
         vectors = node2vec(graph, jax.random.key(args.seed), dim=args.dim,
                            walk_length=args.walk_length, walks_per_node=args.num_walks,
@@ -165,7 +191,7 @@ def run_node2vec(args: argparse.Namespace) -> int:
                            epochs=args.epochs, progress=step)
     kv = KeyedVectors(graph.node_names(), np.asarray(vectors))
     kv.save_word2vec_format(args.out, binary=args.binary)
-    _wrote(kv, "node", args)
+    _wrote(kv, "node", args, time.perf_counter() - start)
     if args.plot:
         plot_embedding(kv.vectors, args.node_labels, args.plot,
                        title=f"node2vec p={args.p:g} q={args.q:g} (PCA)")
@@ -177,12 +203,13 @@ def run_word2vec(args: argparse.Namespace) -> int:
     """Handler of ``jaxembed word2vec``."""
     from jaxembed.text.word2vec import word2vec
 
+    start = time.perf_counter()
     with _progress(f"reading {os.path.basename(args.corpus)}", "tokens") as step:
         kv = word2vec(_sentences(args.corpus), jax.random.key(args.seed), dim=args.dim,
                       window=args.window, negative=args.negative, min_count=args.min_count,
                       sample=args.sample, epochs=args.epochs, progress=step)
     kv.save_word2vec_format(args.out, binary=args.binary)
-    _wrote(kv, "word", args)
+    _wrote(kv, "word", args, time.perf_counter() - start)
     return 0
 
 

@@ -147,6 +147,7 @@ def _builtin_index(args: argparse.Namespace) -> Any:
     print(f"building the built-in index in {folder} (once)", file=sys.stderr)
     index = _train_index(builtin_corpus(), args)
     index.save(folder)
+    print(f"wrote the built-in index to {folder}", file=sys.stderr)
     return index
 
 

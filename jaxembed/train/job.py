@@ -186,8 +186,9 @@ def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     plot_path = os.path.join(config.out_dir, "training_curves.png")
     _plot(figures, plot_path)
     checkpoints = os.path.join(config.out_dir, "checkpoints")
-    console.print(f"training curves: {plot_path}; checkpoints: {checkpoints}; "
-                  f"total {figures['seconds']:.0f} s")
+    console.print(f"total {figures['seconds']:.0f} s; wrote the training curves to "
+                  f"{os.path.abspath(plot_path)} and the checkpoints to "
+                  f"{os.path.abspath(checkpoints)}")
     return figures
 
 
