@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         "online phase on a drifted click stream, print AUC against the Bayes-optimal AUC, and "
         "write checkpoints and training_curves.png under --out.",
         epilog="try: jaxembed train --train-size 20000 --eval-size 5000 --online-size 10000 "
-        "--epochs 1   (built-in generated data; seconds)")
+        "--epochs 1   (built-in generated data, smaller than the defaults)")
     defaults = _job_defaults()
     train.add_argument("--train-size", type=_args.positive_int, default=None, metavar="N",
                        help="generated training impressions, rows "

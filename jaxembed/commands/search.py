@@ -69,7 +69,7 @@ def add_search_parser(subparsers: Any) -> argparse.ArgumentParser:
         "built-in corpus (CPython's documentation), training and caching its index on first "
         "use.",
         epilog='try: jaxembed search "how do I read a file line by line" -k 3   (the built-in '
-        "corpus; the first call trains its index, minutes)")
+        "corpus; the first call trains and caches its index)")
     p.add_argument("query", nargs="+", metavar="QUERY", type=_args.nonempty_text,
                    help="the query text")
     p.add_argument("--index", metavar="DIR", type=_args.existing_dir,
