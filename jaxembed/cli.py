@@ -151,6 +151,7 @@ def _train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- bench
 BENCH_OPTIONS = ("vocab", "features", "batch", "width", "repeats")
+OWN = " (default: the benchmark's own, see its module)"
 
 
 def _check_bench(args: argparse.Namespace) -> None:
@@ -263,16 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=sorted(BENCHMARKS), metavar="NAME",
                        help=f"the benchmark: {', '.join(sorted(BENCHMARKS))}")
     bench.add_argument("--vocab", type=_args.positive_int, metavar="V",
-                       help="table rows (lookup, sharding)")
+                       help="table rows (lookup, sharding)" + OWN)
     bench.add_argument("--features", type=_args.positive_int, metavar="K",
-                       help="embedding size, floats per row (lookup, sharding, sparse-step)")
+                       help="embedding size, floats per row (lookup, sharding, sparse-step)"
+                       + OWN)
     bench.add_argument("--batch", type=_args.positive_int, metavar="B",
                        help="bags, queries or examples per batch (lookup, sharding, "
-                            "sparse-step, retrieval, train)")
+                            "sparse-step, retrieval, train)" + OWN)
     bench.add_argument("--width", type=_args.positive_int, metavar="L",
-                       help="ids per bag (lookup, sharding)")
+                       help="ids per bag (lookup, sharding)" + OWN)
     bench.add_argument("--repeats", type=_args.positive_int, metavar="N",
-                       help="timed repetitions (lookup, sharding, retrieval, encoding)")
+                       help="timed repetitions (lookup, sharding, retrieval, encoding)" + OWN)
     bench.set_defaults(handler=_bench, check=_check_bench)
     return parser
 

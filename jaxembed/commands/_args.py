@@ -264,21 +264,24 @@ def plain(text: str) -> str:
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """Plain-text help: each option shows its default (unless the help already says
-    ``default`` or there is none to show), reST markup is stripped, and descriptions are
-    wrapped paragraph by paragraph (a blank line separates paragraphs; an indented line or a
-    paragraph starting with ``try:`` is kept as it is, so that a command can be copied)."""
+    """Plain-text help: each option shows its default (unless its help already says
+    ``default``; a flag's is ``off``, an unset option's ``none``), reST markup is stripped,
+    and descriptions are wrapped paragraph by paragraph (a blank line separates paragraphs;
+    an indented line or a paragraph starting with ``try:`` is kept as it is, so that a
+    command can be copied)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" in text or "default" in text.lower():
+        if "%(default)" in text or "default" in text.lower() or not action.option_strings:
             return text
-        if (action.default is None or action.default is False
-                or action.default == argparse.SUPPRESS or action.default == []):
-            return text
-        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
-            return f"{text} (default: %(default)s)"
-        return text
+        if action.default == argparse.SUPPRESS or (
+                action.nargs == 0 and not isinstance(action, argparse._StoreTrueAction)):
+            return text  # --help, --version
+        if action.default is False:
+            return f"{text} (default: off)"
+        if action.default is None or action.default == []:
+            return f"{text} (default: none)"
+        return f"{text} (default: %(default)s)"
 
     def _expand_help(self, action: argparse.Action) -> str:
         return plain(super()._expand_help(action))
