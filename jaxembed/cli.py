@@ -79,11 +79,17 @@ def _check_train(args: argparse.Namespace) -> None:
     for name, default in MESH_OPTIONS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
-    if args.resume:
-        folder = Path(args.out) / "checkpoints"
-        if not folder.is_dir() or not any(folder.iterdir()):
-            raise _args.UsageError(f"--resume: no checkpoint in {str(folder)!r} to continue "
-                                   "from (drop --resume to start a new run there)")
+    folder = Path(args.out) / "checkpoints"
+    epochs = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if (
+        folder.is_dir()) else []
+    if args.resume and not epochs:
+        raise _args.UsageError(f"--resume: no checkpoint in {str(folder)!r} to continue "
+                               "from (drop --resume to start a new run there)")
+    if not args.resume and epochs:
+        # a fresh run would not replace them (orbax keeps the newer steps) yet report them
+        raise _args.UsageError(
+            f"--out {args.out!r} holds the checkpoints of an earlier run (up to epoch "
+            f"{epochs[-1] + 1}); add --resume to continue it, or give another --out")
     if args.mesh:
         _check_mesh_devices(args.mesh)
 

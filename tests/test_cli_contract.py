@@ -8,10 +8,10 @@ out-of-range values; unknown options; options it cannot honour).
 
 In argv, ``{name}`` is replaced by the path of a fixture file (see ``files``): ``missing``,
 ``empty``, ``binary``, ``latin1``, ``folder``, ``edges`` (a good edge list), ``bad_edges``,
-``comments`` (comments only), ``labels``, ``corpus`` (a tiny corpus), ``blank`` (white
-space only), ``bad_csv`` (a CSV
-with the wrong header), ``fake_parquet``, ``text`` (a good prose file), ``out`` (a fresh
-output path) and ``schema`` / ``train_csv`` (CTR inputs that do not exist).
+``comments`` (comments only), ``labels``, ``corpus`` (a tiny corpus), ``blank`` (white space
+only), ``bad_csv`` (a CSV with the wrong header), ``fake_parquet``, ``text`` (a good prose
+file), ``old_run`` (a run folder with checkpoints), ``out`` (a fresh output path) and
+``schema`` / ``train_csv`` (CTR inputs that do not exist).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ CASES: list[tuple[list[str], str]] = [
     (["train", "--data", "{edges}"], "expected a .csv or .parquet search log"),
     (["train", "--data", "{bad_csv}", "--train-size", "5"], "--train-size sizes the generated"),
     (["train", "--resume", "--out", "{folder}"], "--resume: no checkpoint in"),
+    (["train", "--out", "{old_run}"], "holds the checkpoints of an earlier run (up to epoch 2)"),
     (["train", "--shard-kind", "column"], "--shard-kind only applies with --mesh"),
     (["train", "--out", "{edges}"], "--out: is a file, not a folder"),
     (["train", "--seed", "-3"], "--seed: must be an integer >= 0"),
@@ -147,13 +148,15 @@ def files(tmp_path_factory) -> dict[str, str]:
     paths["fake.parquet"].write_text("not parquet at all\n")
     paths["text.txt"].write_text("One sentence here. Another one follows. And a third.\n")
     (root / "folder").mkdir()
+    for epoch in ("0", "1"):
+        (root / "old-run" / "checkpoints" / epoch).mkdir(parents=True)
     return {
         "missing": str(root / "missing.txt"), "empty": str(paths["empty.txt"]),
         "binary": str(paths["binary.dat"]), "latin1": str(paths["latin1.txt"]),
         "folder": str(root / "folder"), "edges": str(paths["good.edges"]),
         "bad_edges": str(paths["bad.edges"]), "comments": str(paths["comments.edges"]),
         "labels": str(paths["labels.txt"]), "corpus": str(paths["corpus.txt"]),
-        "blank": str(root / "blank.txt"),
+        "blank": str(root / "blank.txt"), "old_run": str(root / "old-run"),
         "bad_csv": str(paths["bad.csv"]), "fake_parquet": str(paths["fake.parquet"]),
         "text": str(paths["text.txt"]), "out": str(root / "out" / "result"),
         "schema": "/nonexistent/schema.toml", "train_csv": "/nonexistent/train.csv",
