@@ -2,6 +2,10 @@
 
 A reader (or a crash) never sees a half-written file: the data goes to a temporary file in
 the target's folder, is flushed to disk, and ``os.replace`` swaps it in in one step.
+
+``tempfile.mkstemp`` creates the temporary file with mode 0600 (private to its owner); before
+the rename it gets the mode a plain ``open(path, "w")`` would have given, ``0o666 & ~umask``,
+so that the written file is as readable to others as the user's umask allows.
 """
 
 from __future__ import annotations
@@ -9,8 +13,24 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+_UMASK_LOCK = threading.Lock()
+
+
+def umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def public_mode(path: str | os.PathLike) -> None:
+    """Give ``path`` the mode a newly created file gets: ``0o666 & ~umask``."""
+    os.chmod(path, 0o666 & ~umask())
 
 
 @contextlib.contextmanager
@@ -27,6 +47,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        public_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
