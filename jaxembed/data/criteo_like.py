@@ -83,3 +83,29 @@ def write_criteo_tsv(table: pa.Table, path: str) -> None:
     with atomic_path(path) as tmp:
         pa_csv.write_csv(table, tmp, write_options=pa_csv.WriteOptions(
             include_header=False, delimiter="\t", quoting_style="none"))
+
+
+def write_sample(folder: str, train_rows: int = 200_000, test_rows: int = 50_000,
+                 seed: int = 0) -> dict[str, str]:
+    """Write a generated Criteo-format ``train.tsv`` and ``test.tsv`` (one world, two draws)
+    and the preset's ``schema.toml`` into ``folder``; returns their paths."""
+    import os
+
+    from jaxembed.data.schema import criteo_schema
+
+    os.makedirs(folder, exist_ok=True)
+    paths = {name: os.path.join(folder, name) for name in ("train.tsv", "test.tsv",
+                                                          "schema.toml")}
+    write_criteo_tsv(criteo_like(train_rows, seed)[0], paths["train.tsv"])
+    write_criteo_tsv(criteo_like(test_rows, seed + 1)[0], paths["test.tsv"])
+    criteo_schema().to_toml(paths["schema.toml"])
+    return paths
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m jaxembed.data.criteo_like FOLDER")
+    for path in write_sample(sys.argv[1]).values():
+        print(f"wrote {path}")

@@ -275,3 +275,46 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def check_source(data: Any, schema: Schema, *, labels: bool = True) -> None:
+    """Cheap checks before any work: the path exists and is a known format, and the file's
+    header (CSV) or schema (Parquet) has every column the schema reads."""
+    plan = ColumnPlan.of(schema, labels)
+    if not isinstance(data, str | os.PathLike):
+        _check_columns(_arrow_table(data).schema.names, plan, describe(data))
+        return
+    path = os.fspath(data)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    if os.path.isdir(path) or _suffix(path) in PARQUET_SUFFIXES:
+        try:
+            names = pa_ds.dataset(path, format="parquet").schema.names
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"data {path!r} is not readable Parquet: "
+                            f"{str(err).splitlines()[0]}") from None
+        _check_columns(names, plan, repr(path))
+        return
+    if _suffix(path) not in CSV_SUFFIXES:
+        raise DataError(f"data file {path!r}: unknown format (expected "
+                        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or a folder of Parquet)")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"data file {path!r} is empty")
+    delimiter, names = _csv_layout(path, schema)
+    try:
+        with _open_text(path) as handle:
+            first = handle.readline().rstrip("\r\n")
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as err:
+        raise DataError(f"data file {path!r} cannot be read: {err.strerror}") from None
+    if b"\0" in head and not path.lower().endswith((".gz", ".bz2")):
+        raise DataError(f"data file {path!r} is binary, not {_suffix(path)[1:].upper()} text")
+    cells = first.split(delimiter)
+    if names is None:
+        _check_columns(cells, plan, repr(path))
+    elif len(cells) != len(names):
+        raise DataError(f"data {path!r} line 1: {len(cells)} fields, the schema's names give "
+                        f"{len(names)} columns")
+    else:
+        _check_columns(names, plan, repr(path))

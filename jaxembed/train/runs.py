@@ -330,7 +330,11 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
         with progress(f"epoch {epoch + 1}", total, first) as advance:
             for i, batch in enumerate(iterator, start=first):
                 losses.append(trainer.step(batch))
-                examples += int(batch["mask"].sum())
+                if i == first:  # the rate leaves out the first step (it compiles)
+                    jax.block_until_ready(losses[-1])
+                    tick = time.perf_counter()
+                else:
+                    examples += int(batch["mask"].sum())
                 advance(int(batch["mask"].sum()))
                 if checkpoint_every and (i + 1) % checkpoint_every == 0:
                     _save(ckpt_dir, trainer, epoch, iterator.get_state(), history, best_auc,
@@ -344,7 +348,7 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
         improved = figures["auc"] > best_auc
         if improved:
             best_auc, stale = figures["auc"], 0
-            checkpoint.save(params_dir, 0, trainer.params())
+            checkpoint.save(params_dir, epoch, trainer.params())  # newest step = the best
         else:
             stale += 1
         console(f"epoch {epoch + 1}: loss {record['loss']:.4f}  valid AUC {figures['auc']:.4f}"
@@ -427,9 +431,9 @@ def predict_to(run: Run | str | os.PathLike, data: Any, out: str | os.PathLike) 
     return rows
 
 
-def evaluate(run: Run | str | os.PathLike, data: Any) -> dict[str, float]:
-    """AUC, log loss, GAUC (by the schema's group column), calibration (Σp/Σy), normalized
-    entropy and the number of rows of ``run`` on labelled ``data``."""
+def labelled_scores(run: Run | str | os.PathLike, data: Any
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels, probabilities, groups)`` of every row of labelled ``data``."""
     run = run if isinstance(run, Run) else Run.load(run)
     labels, probs, groups = [], [], []
     for chunk, p in _scored(run, data, labels=True):
@@ -439,8 +443,19 @@ def evaluate(run: Run | str | os.PathLike, data: Any) -> dict[str, float]:
         probs.append(p)
     if not labels:
         raise DataError("the evaluation data has no rows")
-    y = np.concatenate(labels)
-    figures = report(y, np.concatenate(probs).astype(np.float64), np.concatenate(groups))
-    figures["rows"] = int(y.size)
-    figures["positives"] = int(y.sum())
+    return (np.concatenate(labels), np.concatenate(probs).astype(np.float64),
+            np.concatenate(groups))
+
+
+def metrics_of(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """AUC, log loss, GAUC, calibration, NE, rows and positives of a scored sample."""
+    figures = report(labels, probs, groups)
+    figures["rows"] = int(labels.size)
+    figures["positives"] = int(labels.sum())
     return figures
+
+
+def evaluate(run: Run | str | os.PathLike, data: Any) -> dict[str, float]:
+    """AUC, log loss, GAUC (by the schema's group column), calibration (Σp/Σy), normalized
+    entropy and the number of rows of ``run`` on labelled ``data``."""
+    return metrics_of(*labelled_scores(run, data))
