@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from jaxembed.commands import _args
+from jaxembed.commands.ctr import add_ctr_parsers
 from jaxembed.commands.graph_text import add_node2vec_parser, add_word2vec_parser
 from jaxembed.commands.search import add_index_parser, add_search_parser
 
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: all_gather)")
     train.set_defaults(handler=_train, check=_check_train)
 
+    add_ctr_parsers(commands)
     add_node2vec_parser(commands)
     add_word2vec_parser(commands)
     add_search_parser(commands)

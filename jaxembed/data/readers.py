@@ -1,0 +1,320 @@
+"""Readers: a user's log as a stream of Arrow record batches holding the schema's columns.
+
+``record_batches(data, schema)`` accepts
+
+* a path to a CSV/TSV file (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``/``.bz2``),
+  read by ``pyarrow.csv.open_csv`` block by block: with a header row, or with
+  ``[options] header = false`` and ``names = [...]`` (the ``criteo`` preset gives the
+  Criteo columns, tab-separated); the delimiter is ``[options] delimiter``, else ``\\t``
+  for ``.tsv``/``.txt`` and ``,`` otherwise;
+* a path to a Parquet file or a folder of them, read by ``pyarrow.dataset`` in record
+  batches (a file larger than memory streams);
+* an in-memory ``pyarrow.Table``/``RecordBatch``, ``pandas.DataFrame`` or
+  ``polars.DataFrame``.
+
+Every batch holds exactly :attr:`Schema.columns <jaxembed.data.schema.Schema.columns>`, typed:
+the label and dense columns ``float64``, every other column ``string`` (an integer id column
+becomes its decimal text, so a vocabulary is the same whatever the file format). Empty CSV
+cells are missing (null). Problems raise :class:`DataError` naming the file, the column, and
+for a malformed CSV row its line and value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.dataset as pa_ds
+
+from jaxembed.data.schema import CRITEO_COLUMNS, Schema
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+BLOCK_BYTES = 16 << 20
+"""Bytes of CSV text parsed per block (pyarrow splits a block over its threads)."""
+
+
+class DataError(ValueError):
+    """A log that does not fit its schema: the message names the file, column and value."""
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """The columns to read and the Arrow type of each."""
+
+    types: dict[str, pa.DataType]
+
+    @classmethod
+    def of(cls, schema: Schema, labels: bool = True) -> ColumnPlan:
+        types: dict[str, pa.DataType | None] = {name: pa.string() for name in schema.columns}
+        types[schema.label.column] = pa.float64()
+        if not labels:
+            del types[schema.label.column]
+        for f in schema.features:
+            if f.kind == "dense":
+                types[f.column] = pa.float64()
+        time = schema.options.time
+        if time and not any(time in f.columns and f.kind != "dense" for f in schema.features):
+            types[time] = None  # inferred: a number or a timestamp (see time_values)
+        return cls(types)
+
+    @property
+    def fixed(self) -> dict[str, pa.DataType]:
+        """The columns whose type is fixed (all but an inferred time column)."""
+        return {name: kind for name, kind in self.types.items() if kind is not None}
+
+
+def time_values(column: pa.Array, name: str) -> pa.Array:
+    """A time column as ``float64`` (numbers as they are, timestamps in seconds)."""
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        column = pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        try:
+            column = pc.cast(pc.strptime(column, "%Y-%m-%dT%H:%M:%S", "s", error_is_null=False),
+                             pa.int64())
+        except pa.ArrowInvalid:
+            raise DataError(f"time column {name!r} holds text that is neither a number nor an "
+                            f"ISO timestamp (e.g. {column[0].as_py()!r})") from None
+    return pc.cast(column, pa.float64())
+
+
+def describe(data: Any) -> str:
+    """A short name of a data argument for messages."""
+    if isinstance(data, str | os.PathLike):
+        return repr(os.fspath(data))
+    return f"the {type(data).__module__.split('.')[0]} {type(data).__name__}"
+
+
+def record_batches(data: Any, schema: Schema, *, batch_rows: int = 65_536,
+                   labels: bool = True) -> Iterator[pa.RecordBatch]:
+    """Stream ``data`` as record batches of at most ``batch_rows`` rows (CSV blocks may give
+    fewer) with the schema's columns and types (without the label column when ``labels`` is
+    false: a log to score)."""
+    plan = ColumnPlan.of(schema, labels)
+    if isinstance(data, str | os.PathLike):
+        path = os.fspath(data)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"data file {path!r} does not exist")
+        if os.path.isdir(path) or _suffix(path) in PARQUET_SUFFIXES:
+            yield from _parquet(path, plan, batch_rows)
+            return
+        if _suffix(path) in CSV_SUFFIXES:
+            yield from _csv(path, schema, plan)
+            return
+        raise DataError(f"data file {path!r}: unknown format (expected "
+                        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or a folder of Parquet)")
+    table = _arrow_table(data)
+    _check_columns(table.schema.names, plan, describe(data))
+    for batch in table.select(list(plan.types)).to_batches(max_chunksize=batch_rows):
+        yield _typed(batch, plan, describe(data))
+
+
+def _suffix(path: str) -> str:
+    base = path.lower()
+    for compressed in (".gz", ".bz2", ".zst", ".lz4"):
+        if base.endswith(compressed):
+            base = base[: -len(compressed)]
+    return os.path.splitext(base)[1]
+
+
+def _arrow_table(data: Any) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    module = type(data).__module__.split(".")[0]
+    if module == "pandas":
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if module == "polars":
+        return data.to_arrow()
+    raise TypeError(f"data must be a file path, a pyarrow Table, or a pandas/polars DataFrame, "
+                    f"got {type(data).__name__}")
+
+
+def _check_columns(present: list[str], plan: ColumnPlan, where: str) -> None:
+    missing = [c for c in plan.types if c not in present]
+    if missing:
+        raise DataError(f"{where} has no column {missing[0]!r} (the schema needs it); its "
+                        f"columns: {', '.join(present[:40])}")
+
+
+def _typed(batch: pa.RecordBatch, plan: ColumnPlan, where: str) -> pa.RecordBatch:
+    columns = []
+    for name, kind in plan.types.items():
+        column = batch.column(name)
+        if kind is not None and column.type != kind:
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
+            try:
+                column = pc.cast(column, kind)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                raise DataError(f"{where}: column {name!r} of type {column.type} cannot be "
+                                f"read as {kind}: {err}") from None
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=list(plan.types))
+
+
+def _parquet(path: str, plan: ColumnPlan, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    try:
+        dataset = pa_ds.dataset(path, format="parquet")
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"data {path!r} is not readable Parquet: {err}") from None
+    _check_columns(dataset.schema.names, plan, repr(path))
+    try:
+        for batch in dataset.to_batches(columns=list(plan.types), batch_size=batch_rows):
+            yield _typed(batch, plan, repr(path))
+    except pa.ArrowInvalid as err:
+        raise DataError(f"data {path!r}: {err}") from None
+
+
+def _csv_layout(path: str, schema: Schema) -> tuple[str, list[str] | None]:
+    options = schema.options
+    names = list(options.names) if options.names else None
+    if options.format == "criteo" and names is None:
+        names = list(CRITEO_COLUMNS)
+    delimiter = options.delimiter or ("\t" if options.format == "criteo"
+                                      or _suffix(path) in (".tsv", ".txt") else ",")
+    header = options.header and options.format != "criteo" and not options.names
+    return delimiter, (None if header else names or _no_names(path))
+
+
+def _no_names(path: str) -> list[str]:
+    raise DataError(f"data {path!r}: the schema says the file has no header "
+                    f"([options] header = false) but gives no names = [...] for its columns")
+
+
+def _csv(path: str, schema: Schema, plan: ColumnPlan) -> Iterator[pa.RecordBatch]:
+    delimiter, names = _csv_layout(path, schema)
+    if os.path.getsize(path) == 0:
+        raise DataError(f"data file {path!r} is empty")
+    read = pa_csv.ReadOptions(block_size=BLOCK_BYTES, column_names=names)
+    parse = pa_csv.ParseOptions(delimiter=delimiter)
+    convert = pa_csv.ConvertOptions(column_types=plan.fixed, include_columns=list(plan.types),
+                                    strings_can_be_null=True, quoted_strings_can_be_null=True)
+    try:
+        reader = pa_csv.open_csv(path, read_options=read, parse_options=parse,
+                                 convert_options=convert)
+    except pa.ArrowKeyError as err:
+        raise DataError(f"data {path!r}: {_missing_column(path, err, delimiter, names)}"
+                        ) from None
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+        raise DataError(_located(path, err, delimiter, names, plan)) from None
+    rows = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+            raise DataError(_located(path, err, delimiter, names, plan)) from None
+        rows += batch.num_rows
+        yield batch.select(list(plan.types))
+    if rows == 0:
+        raise DataError(f"data file {path!r} has no rows")
+
+
+def _header(path: str, delimiter: str, names: list[str] | None) -> list[str]:
+    if names is not None:
+        return names
+    with _open_text(path) as handle:
+        return handle.readline().rstrip("\r\n").split(delimiter)
+
+
+def _open_text(path: str):
+    import bz2
+    import gzip
+
+    lower = path.lower()
+    if lower.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    if lower.endswith(".bz2"):
+        return bz2.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _missing_column(path: str, err: Exception, delimiter: str, names: list[str] | None) -> str:
+    header = _header(path, delimiter, names)
+    return f"{err}; the file's columns are: {', '.join(header[:40])}"
+
+
+def _located(path: str, err: Exception, delimiter: str, names: list[str] | None,
+             plan: ColumnPlan) -> str:
+    """The parse error with the line, column and value it is about (found by a scan of the
+    text, on this error path only)."""
+    message = str(err).split("\n")[0]
+    header = _header(path, delimiter, names)
+    first = 1 if names is None else 0
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if number <= first:
+                continue
+            cells = line.rstrip("\r\n").split(delimiter)
+            if len(cells) != len(header):
+                return (f"data {path!r} line {number}: {len(cells)} fields, the "
+                        f"{'header' if names is None else 'schema names'} has {len(header)}")
+            for name, kind in plan.types.items():
+                if kind != pa.float64() or name not in header:
+                    continue
+                value = cells[header.index(name)]
+                if value.strip() and not _is_number(value):
+                    return (f"data {path!r} line {number}, column {name!r}: value {value!r} "
+                            f"is not a number")
+    if isinstance(err, UnicodeDecodeError):
+        return f"data {path!r} is not UTF-8 text"
+    return f"data {path!r}: {message}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_source(data: Any, schema: Schema, *, labels: bool = True) -> None:
+    """Cheap checks before any work: the path exists and is a known format, and the file's
+    header (CSV) or schema (Parquet) has every column the schema reads."""
+    plan = ColumnPlan.of(schema, labels)
+    if not isinstance(data, str | os.PathLike):
+        _check_columns(_arrow_table(data).schema.names, plan, describe(data))
+        return
+    path = os.fspath(data)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    if os.path.isdir(path) or _suffix(path) in PARQUET_SUFFIXES:
+        try:
+            names = pa_ds.dataset(path, format="parquet").schema.names
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"data {path!r} is not readable Parquet: "
+                            f"{str(err).splitlines()[0]}") from None
+        _check_columns(names, plan, repr(path))
+        return
+    if _suffix(path) not in CSV_SUFFIXES:
+        raise DataError(f"data file {path!r}: unknown format (expected "
+                        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or a folder of Parquet)")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"data file {path!r} is empty")
+    delimiter, names = _csv_layout(path, schema)
+    try:
+        with _open_text(path) as handle:
+            first = handle.readline().rstrip("\r\n")
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as err:
+        raise DataError(f"data file {path!r} cannot be read: {err.strerror}") from None
+    if b"\0" in head and not path.lower().endswith((".gz", ".bz2")):
+        raise DataError(f"data file {path!r} is binary, not {_suffix(path)[1:].upper()} text")
+    cells = first.split(delimiter)
+    if names is None:
+        _check_columns(cells, plan, repr(path))
+    elif len(cells) != len(names):
+        raise DataError(f"data {path!r} line 1: {len(cells)} fields, the schema's names give "
+                        f"{len(names)} columns")
+    else:
+        _check_columns(names, plan, repr(path))

@@ -1,0 +1,53 @@
+"""Models by name: ``jaxembed fit --model NAME`` and ``je.fit(..., model=NAME)``.
+
+Each entry is ``"module:Class"``; the class is built as ``Class(inputs, rngs=..., **hyper)``
+from a :class:`~jaxembed.models.inputs.ModelInputs` and the hyperparameters of the schema's
+``[model]`` table or the command line. Modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from flax import nnx
+
+from jaxembed.models.inputs import ModelInputs
+
+MODELS: dict[str, str] = {
+    "lr": "jaxembed.models.lr:LR",
+    "wide_deep": "jaxembed.models.wide_deep:WideDeep",
+}
+
+
+def available() -> tuple[str, ...]:
+    """The model names, sorted."""
+    return tuple(sorted(MODELS))
+
+
+def model_class(name: str) -> type[nnx.Module]:
+    """The class registered as ``name``; an unknown name lists the available ones."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    module, _, attr = MODELS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def hyperparameters(name: str) -> dict[str, Any]:
+    """The keyword hyperparameters of model ``name`` with their defaults."""
+    signature = inspect.signature(model_class(name).__init__)
+    return {p.name: p.default for p in signature.parameters.values()
+            if p.kind is p.KEYWORD_ONLY and p.name != "rngs"}
+
+
+def build(name: str, inputs: ModelInputs, *, seed: int = 0, **hyper: Any) -> nnx.Module:
+    """``Class(inputs, rngs=nnx.Rngs(seed), **hyper)``; an unknown hyperparameter is an error
+    that lists the accepted ones."""
+    cls = model_class(name)
+    accepted = hyperparameters(name)
+    unknown = sorted(set(hyper) - set(accepted))
+    if unknown:
+        raise ValueError(f"model {name!r} has no hyperparameter {unknown[0]!r}; it takes: "
+                         f"{', '.join(sorted(accepted)) or 'none'}")
+    return cls(inputs, rngs=nnx.Rngs(seed), **hyper)

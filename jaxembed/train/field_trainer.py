@@ -1,0 +1,223 @@
+r"""The training step of every schema-built model: gathered rows, row-sparse tables, optax.
+
+One jit-compiled step per mini-batch of encoded arrays (:mod:`jaxembed.data.loader`):
+
+1. ``rows = gather_rows(tables, batch)`` — the rows of every table that every field looks up
+   (:mod:`jaxembed.nn.fields`), zero on padding;
+2. ``loss, (∂L/∂rows, ∂L/∂rest) = value_and_grad(head loss)``, the loss the masked mean
+   logistic loss plus ``embedding_l2 · Σ ||R[b, l]||² / n`` over the gathered embedding rows;
+3. the other parameters take an optax step (Adam by default);
+4. each table takes a **row-sparse** step on the touched rows only
+   (:mod:`jaxembed.optim.sparse`): for table ``W`` looked up by fields ``f``,
+   ``ids = concat_f ids_f``, ``grads = concat_f ∂L/∂R_f`` and ``∂L/∂W = Σ e_{id} grad``.
+
+The default partition by parameter kind (overridable through :class:`FitConfig`):
+embedding tables lazy Adam (or Adagrad), linear tables (a model's per-id weights, the wide
+crosses) FTRL, everything else Adam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxembed.bags import Bags
+from jaxembed.nn.ctr import sigmoid_cross_entropy
+from jaxembed.nn.fields import LinearTable, Table, gather_rows
+from jaxembed.optim.partition import param_path
+from jaxembed.optim.sparse import SparseRule, sparse_adagrad, sparse_adam, sparse_ftrl
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Hyperparameters of :func:`jaxembed.fit` (their defaults are the measured ones in
+    ``docs/data.md``)."""
+
+    epochs: int = 10
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    embedding_optimizer: str = "adam"
+    embedding_learning_rate: float = 1e-3
+    embedding_l2: float = 1e-6
+    linear_learning_rate: float = 0.05
+    linear_l1: float = 0.0
+    linear_l2: float = 1e-3
+    patience: int = 1
+    window: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) \
+                or self.patience < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
+        for name in ("learning_rate", "embedding_learning_rate", "linear_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("embedding_l2", "linear_l1", "linear_l2"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.embedding_optimizer not in ("adam", "adagrad"):
+            raise ValueError(f"embedding_optimizer must be 'adam' or 'adagrad', "
+                             f"got {self.embedding_optimizer!r}")
+
+
+def table_rule(kind: type, config: FitConfig) -> SparseRule:
+    """The row-sparse rule of a table variable class (linear: FTRL; embedding: Adam or
+    Adagrad)."""
+    if issubclass(kind, LinearTable):
+        return sparse_ftrl(config.linear_learning_rate, l1=config.linear_l1, l2=config.linear_l2)
+    if config.embedding_optimizer == "adagrad":
+        return sparse_adagrad(config.embedding_learning_rate)
+    return sparse_adam(config.embedding_learning_rate)
+
+
+def to_bags(batch: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The model's batch of encoded arrays (works on traced arrays: no validation)."""
+    out: dict[str, Any] = {name: Bags.tree_unflatten(None, (batch[f"ids/{name}"], None))
+                           for name in fields}
+    out["dense"] = batch["dense"]
+    if "wide" in batch:
+        out["wide"] = Bags.tree_unflatten(None, (batch["wide"], None))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """Static facts of a model's tables: keys, the fields indexing each, the rule kinds."""
+
+    keys: tuple[str, ...]
+    fields: tuple[tuple[str, ...], ...]
+    kinds: tuple[type, ...]
+    batch_fields: tuple[str, ...]
+    embedding: tuple[bool, ...]
+
+
+class FieldTrainer:
+    """Holds a model split into its tables and the rest, with their optimizer states;
+    :meth:`step` trains on one batch of encoded arrays."""
+
+    def __init__(self, model: nnx.Module, config: FitConfig) -> None:
+        self.config = config
+        self.graphdef, tables, self.rest = nnx.split(model, Table, ...)
+        meta = {"/".join(str(k) for k in path): variable
+                for path, variable in nnx.to_flat_state(tables)}
+        flat, self.table_def = jax.tree_util.tree_flatten_with_path(tables)
+        variables = [meta[param_path(path)] for path, _ in flat]
+        keys = tuple(v.get_metadata()["table_key"] for v in variables)
+        fields = tuple(tuple(v.get_metadata()["fields"]) for v in variables)
+        inputs = model.inputs
+        self.layout = _Layout(keys, fields, tuple(type(v) for v in variables),
+                              tuple(f.name for f in inputs.fields),
+                              tuple(not isinstance(v, LinearTable) for v in variables))
+        self.tables = [leaf for _, leaf in flat]
+        self.rules = [table_rule(kind, config) for kind in self.layout.kinds]
+        self.table_states = [rule.init(t) for rule, t in zip(self.rules, self.tables,
+                                                             strict=True)]
+        self.dense_state = optax.adam(config.learning_rate).init(self.rest)
+        self._step = _compiled_step(self.graphdef, self.table_def, self.layout, config)
+        self._predict = _compiled_predict(self.graphdef, self.table_def, self.layout)
+
+    def model(self) -> nnx.Module:
+        """The model with the current parameters."""
+        return nnx.merge(self.graphdef, jax.tree.unflatten(self.table_def, self.tables),
+                         self.rest)
+
+    def params(self) -> dict:
+        """The parameters (what a run keeps of its best epoch)."""
+        return {"tables": list(self.tables), "rest": self.rest}
+
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        self.tables = list(params["tables"])
+        self.rest = params["rest"]
+
+    def payload(self) -> dict:
+        """Everything a checkpoint holds to continue training."""
+        return {"tables": self.tables, "table_states": self.table_states, "rest": self.rest,
+                "dense_state": self.dense_state}
+
+    def load(self, payload: Mapping[str, Any]) -> None:
+        self.tables = list(payload["tables"])
+        self.table_states = list(payload["table_states"])
+        self.rest = payload["rest"]
+        self.dense_state = payload["dense_state"]
+
+    def step(self, batch: Mapping[str, np.ndarray]) -> jax.Array:
+        """Train on one batch; returns its mean loss (before the update)."""
+        arrays = {k: v for k, v in batch.items() if k != "group"}
+        self.tables, self.table_states, self.rest, self.dense_state, loss = self._step(
+            self.tables, self.table_states, self.rest, self.dense_state, arrays)
+        return loss
+
+    def probabilities(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Click probabilities of a batch of encoded arrays."""
+        arrays = {k: v for k, v in batch.items() if k not in ("group", "label", "mask")}
+        return np.asarray(self._predict(self.tables, self.rest, arrays))
+
+
+def _rows(tables: list, layout: _Layout, bags: Mapping[str, Any]) -> dict:
+    return gather_rows(dict(zip(layout.keys, tables, strict=True)),
+                       dict(zip(layout.keys, layout.fields, strict=True)), bags)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_predict(graphdef: Any, table_def: Any, layout: _Layout) -> Callable:
+    @jax.jit
+    def probabilities(tables, rest, batch):
+        bags = to_bags(batch, layout.batch_fields)
+        model = nnx.merge(graphdef, jax.tree.unflatten(table_def, tables), rest)
+        return jax.nn.sigmoid(model.head(_rows(tables, layout, bags), bags))
+
+    return probabilities
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_step(graphdef: Any, table_def: Any, layout: _Layout, config: FitConfig
+                   ) -> Callable:
+    rules = [table_rule(kind, config) for kind in layout.kinds]
+    dense_tx = optax.adam(config.learning_rate)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2, 3))
+    def step(tables, table_states, rest, dense_state, batch):
+        bags = to_bags(batch, layout.batch_fields)
+        mask = batch["mask"]
+        count = jnp.maximum(mask.sum(), 1.0)
+        table_tree = jax.tree.unflatten(table_def, tables)
+        rows = _rows(tables, layout, bags)
+
+        def loss_fn(rows, rest):
+            logits = nnx.merge(graphdef, table_tree, rest).head(rows, bags)
+            loss = (sigmoid_cross_entropy(logits, batch["label"]) * mask).sum() / count
+            penalty = sum(jnp.sum(r * r) for key, emb in zip(layout.keys, layout.embedding,
+                                                               strict=True) if emb
+                          for r in rows[key].values())
+            return loss + config.embedding_l2 * penalty / count, loss
+
+        (_, loss), (d_rows, d_rest) = jax.value_and_grad(loss_fn, argnums=(0, 1),
+                                                         has_aux=True)(rows, rest)
+        updates, dense_state = dense_tx.update(d_rest, dense_state, rest)
+        rest = optax.apply_updates(rest, updates)
+        new_tables, new_states = [], []
+        for table, state, key, fields, rule in zip(tables, table_states, layout.keys,
+                                                   layout.fields, rules, strict=True):
+            ids = jnp.concatenate([jnp.where(bags[f].mask, bags[f].ids, -1).reshape(-1)
+                                   for f in fields])
+            grads = jnp.concatenate([d_rows[key][f].reshape(-1, table.shape[1])
+                                     for f in fields])
+            table, state = rule.update(table, state, ids, grads)
+            new_tables.append(table)
+            new_states.append(state)
+        return new_tables, new_states, rest, dense_state, loss
+
+    return step

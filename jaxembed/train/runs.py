@@ -1,0 +1,461 @@
+"""Fit, evaluate and predict on a user's own log: ``je.fit``, ``je.evaluate``, ``je.predict``.
+
+:func:`fit` runs the one data path: schema → reader (:mod:`jaxembed.data.readers`) →
+vocabularies built on the training rows (:mod:`jaxembed.data.vocabularies`) → an encoded store
+(:mod:`jaxembed.data.loader`) → Grain batches → a model by name (:mod:`jaxembed.models`) →
+the row-sparse step (:mod:`jaxembed.train.field_trainer`). Each epoch ends with the
+validation metrics; training stops when the validation AUC has not improved for
+``patience`` epochs, and the run keeps the parameters of its best epoch.
+
+A run is a folder::
+
+    schema.toml          the schema it was fitted with
+    vocabularies.json    every table's vocabulary and the dense fields' statistics
+    model.json           model name, hyperparameters, fit configuration
+    params/              the best epoch's parameters (orbax)
+    checkpoints/         the whole training state after each epoch (``resume=True``)
+    fit.json             per-epoch validation metrics, examples_per_s, wall_s
+    cache/               the encoded training and validation stores
+
+Nothing in it is pickled; every file is written atomically, and a run folder that already
+holds another schema's run is refused rather than overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jaxembed import _atomic
+from jaxembed.data.encode import Encoder
+from jaxembed.data.loader import (
+    EpochSource,
+    Store,
+    epoch_iterator,
+    sequential_batches,
+    write_store,
+)
+from jaxembed.data.readers import DataError, record_batches
+from jaxembed.data.schema import Schema
+from jaxembed.data.split import Split
+from jaxembed.data.vocabularies import Vocabularies
+from jaxembed.models import registry
+from jaxembed.train import checkpoint
+from jaxembed.train.evaluate import report
+from jaxembed.train.field_trainer import FieldTrainer, FitConfig
+
+RUN_FORMAT = 1
+_CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(FitConfig))
+
+
+@dataclasses.dataclass
+class Run:
+    """A fitted model and everything needed to encode new data for it."""
+
+    path: str
+    schema: Schema
+    vocabularies: Vocabularies
+    model_name: str
+    hyper: dict[str, Any]
+    config: FitConfig
+    trainer: FieldTrainer
+    history: list[dict] = dataclasses.field(default_factory=list)
+
+    @property
+    def encoder(self) -> Encoder:
+        return Encoder(self.schema, self.vocabularies, seed=self.config.seed)
+
+    def model(self):
+        """The fitted Flax NNX model (``model(batch) -> logits``)."""
+        return self.trainer.model()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Run:
+        """Open a fitted run folder (its best parameters)."""
+        path = os.fspath(path)
+        if not os.path.isfile(os.path.join(path, "model.json")):
+            raise FileNotFoundError(f"{path!r} is not a fitted run (no model.json)")
+        schema = Schema.from_toml(os.path.join(path, "schema.toml"))
+        vocabularies = Vocabularies.load(os.path.join(path, "vocabularies.json"))
+        meta = _read_json(os.path.join(path, "model.json"))
+        if meta.get("format") != RUN_FORMAT:
+            raise ValueError(f"run {path!r} has format {meta.get('format')!r}, this jaxembed "
+                             f"reads {RUN_FORMAT}")
+        config = FitConfig(**meta["config"])
+        trainer = _trainer(schema, vocabularies, meta["model"], meta["hyper"], config)
+        found = checkpoint.restore_latest(os.path.join(path, "params"), trainer.params())
+        if found is None:
+            raise FileNotFoundError(f"run {path!r} has no saved parameters (params/)")
+        trainer.set_params(found[1])
+        history = _read_json(os.path.join(path, "fit.json")).get("epochs", []) \
+            if os.path.isfile(os.path.join(path, "fit.json")) else []
+        return cls(path, schema, vocabularies, meta["model"], meta["hyper"], config, trainer,
+                   history)
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _trainer(schema: Schema, vocabularies: Vocabularies, model: str, hyper: Mapping,
+             config: FitConfig) -> FieldTrainer:
+    inputs = Encoder(schema, vocabularies, seed=config.seed).inputs
+    return FieldTrainer(registry.build(model, inputs, seed=config.seed, **hyper), config)
+
+
+def split_options(model: str, options: Mapping[str, Any]) -> tuple[dict, dict]:
+    """``(model hyperparameters, fit configuration)`` of a mixed mapping (the schema's
+    ``[model]`` table and keyword arguments); an unknown key is an error naming it."""
+    accepted = registry.hyperparameters(model)
+    hyper, config = {}, {}
+    for key, value in options.items():
+        if key in _CONFIG_KEYS:
+            config[key] = value
+        elif key in accepted:
+            hyper[key] = value
+        else:
+            raise ValueError(f"unknown option {key!r} for model {model!r}; model "
+                             f"hyperparameters: {', '.join(sorted(accepted)) or 'none'}; "
+                             f"fit options: {', '.join(_CONFIG_KEYS)}")
+    return hyper, config
+
+
+def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
+        split: str | None = None, model: str = "wide_deep", out: str | os.PathLike | None = None,
+        resume: bool = False, progress: bool = False, process: int = 0, processes: int = 1,
+        checkpoint_every: int = 0, **options: Any) -> Run:
+    """Fit ``model`` on ``train`` (a CSV/TSV/Parquet path or a pandas/polars/pyarrow table).
+
+    Validation data is ``valid``, else ``split`` of ``train`` (``"time:0.8"``,
+    ``"random:0.9"``; default ``time:0.9`` when the schema names a time column, else
+    ``random:0.9``). ``options``: model hyperparameters and :class:`FitConfig` fields, over
+    the schema's ``[model]`` table. ``out``: the run folder (a temporary one if None);
+    ``resume=True`` continues its newest checkpoint. ``process``/``processes``: this
+    process's share of the training chunks in a multi-process run. ``checkpoint_every``:
+    also save the whole state (loader position included) every that many steps.
+    """
+    started = time.perf_counter()
+    if not isinstance(schema, Schema):
+        schema = Schema.from_toml(schema)
+    registry.model_class(model)  # an unknown name fails before any work
+    hyper, config_kwargs = split_options(model, {**schema.model, **options})
+    config = FitConfig(**config_kwargs)
+    out = os.fspath(out) if out is not None else tempfile.mkdtemp(prefix="jaxembed-run-")
+    _claim(out, schema, model, resume)
+    console, bar = _console(progress)
+    vocab_path = os.path.join(out, "vocabularies.json")
+    stores = os.path.join(out, "cache")
+    if resume and os.path.isfile(vocab_path) and _complete(os.path.join(stores, "valid")):
+        vocabularies = Vocabularies.load(vocab_path)
+        train_store = Store.open(os.path.join(stores, "train"))
+        valid_store = Store.open(os.path.join(stores, "valid"))
+    else:
+        if valid is None:
+            chosen = Split.parse(split or ("time:0.9" if schema.options.time else "random:0.9"))
+            keep_train, keep_valid = chosen.selectors(train, schema, config.seed)
+        elif split is not None:
+            raise ValueError("give either valid data or a split, not both")
+        else:
+            keep_train = keep_valid = None
+        vocabularies = Vocabularies.build(record_batches(train, schema), schema,
+                                          seed=config.seed, keep=keep_train)
+        vocabularies.save(vocab_path)
+        encoder = Encoder(schema, vocabularies, seed=config.seed)
+        console(f"vocabularies: {vocabularies.rows:,} training rows, "
+                f"{sum(v.size for v in vocabularies.tables.values()):,} table rows")
+        train_store = write_store(_selected(train, schema, keep_train), encoder,
+                                  os.path.join(stores, "train"))
+        valid_store = write_store(_selected(valid if valid is not None else train, schema,
+                                            keep_valid), encoder, os.path.join(stores, "valid"))
+    if train_store.num_rows < config.batch_size:
+        raise DataError(f"{train_store.num_rows} training rows make no batch of "
+                        f"{config.batch_size}")
+    trainer = _trainer(schema, vocabularies, model, hyper, config)
+    _atomic.write_text(os.path.join(out, "model.json"), json.dumps(
+        {"format": RUN_FORMAT, "model": model, "hyper": hyper,
+         "config": dataclasses.asdict(config)}, indent=1))
+    run = Run(out, schema, vocabularies, model, hyper, config, trainer)
+    history = _train(run, train_store, valid_store, resume=resume, console=console,
+                     progress=bar, process=process, processes=processes,
+                     checkpoint_every=checkpoint_every)
+    wall = time.perf_counter() - started
+    trained = [h for h in history if "examples_per_s" in h]
+    best = max(history, key=lambda h: h["auc"]) if history else {}
+    summary = {"model": model, "epochs": history, "best_epoch": best.get("epoch"),
+               "best": {k: v for k, v in best.items() if k != "epoch"},
+               "examples_per_s": float(np.mean([h["examples_per_s"] for h in trained]))
+               if trained else None,
+               "train_rows": train_store.num_rows, "valid_rows": valid_store.num_rows,
+               "wall_s": wall}
+    _atomic.write_text(os.path.join(out, "fit.json"), json.dumps(summary, indent=1))
+    run.history = history
+    return run
+
+
+def _console(progress: bool) -> tuple[Any, Any]:
+    """``(print, bar)``: messages and a progress bar (examples/s, ETA) on stderr, or
+    nothing when ``progress`` is false."""
+    import contextlib
+
+    if not progress:
+        @contextlib.contextmanager
+        def silent(description: str, total: int, done: int) -> Iterator[Any]:
+            yield lambda examples: None
+
+        return (lambda message: None), silent
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+
+    @contextlib.contextmanager
+    def bar(description: str, total: int, done: int) -> Iterator[Any]:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]:>9,.0f} examples/s"), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as p:
+            task = p.add_task(description, total=total, completed=done, rate=0.0)
+            start, seen = time.perf_counter(), [0]
+
+            def advance(examples: int) -> None:
+                seen[0] += examples
+                rate = seen[0] / max(time.perf_counter() - start, 1e-9)
+                p.update(task, advance=1, rate=rate)
+
+            yield advance
+
+    return console.print, bar
+
+
+def _complete(store: str) -> bool:
+    return os.path.isfile(os.path.join(store, "index.json"))
+
+
+def _claim(out: str, schema: Schema, model: str, resume: bool) -> None:
+    """Create the run folder, or accept an existing one only if it is this schema's run (a
+    fresh fit into another run's folder is refused, so nothing saved is lost)."""
+    os.makedirs(out, exist_ok=True)
+    schema_path = os.path.join(out, "schema.toml")
+    if os.path.isfile(schema_path):
+        saved = Schema.from_toml(schema_path)
+        if saved.to_dict() != schema.to_dict():
+            raise ValueError(f"{out!r} holds a run of another schema; choose a new --out")
+        if not resume and os.path.isfile(os.path.join(out, "model.json")):
+            raise ValueError(f"{out!r} already holds a fitted run; pass resume to continue "
+                             f"it, or choose a new --out")
+    elif resume:
+        raise ValueError(f"nothing to resume in {out!r} (no run there)")
+    schema.to_toml(schema_path)
+
+
+def _selected(data: Any, schema: Schema, keep: Any) -> Iterator[pa.RecordBatch]:
+    start = 0
+    for batch in record_batches(data, schema):
+        n = batch.num_rows
+        yield batch if keep is None else batch.filter(pa.array(keep(batch, start)))
+        start += n
+
+
+_STATE_BYTES = 4096
+
+
+def _encode_state(state: Mapping) -> np.ndarray:
+    raw = json.dumps(state).encode()
+    if len(raw) > _STATE_BYTES:
+        raise ValueError(f"loader state of {len(raw)} bytes exceeds {_STATE_BYTES}")
+    out = np.zeros(_STATE_BYTES, np.uint8)
+    out[: len(raw)] = np.frombuffer(raw, np.uint8)
+    return out
+
+
+def _decode_state(array: np.ndarray) -> dict:
+    raw = bytes(np.asarray(array, np.uint8)).rstrip(b"\0")
+    return json.loads(raw.decode()) if raw else {}
+
+
+def iterator_source(store: Store, config: FitConfig, epoch: int, process: int,
+                    processes: int) -> EpochSource:
+    """The epoch's batches of this process (their count sizes the progress bar)."""
+    return EpochSource(store, batch_size=config.batch_size, seed=config.seed, epoch=epoch,
+                       window=config.window, process=process, processes=processes)
+
+
+def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
+           progress: Any, process: int, processes: int, checkpoint_every: int = 0
+           ) -> list[dict]:
+    """The epoch loop: batches from Grain, validation after each epoch, early stopping,
+    checkpoints (whole state, loader position included) and the best parameters."""
+    config, trainer = run.config, run.trainer
+    ckpt_dir = os.path.join(run.path, "checkpoints")
+    params_dir = os.path.join(run.path, "params")
+    history: list[dict] = []
+    epoch, loader_state, best_auc, stale = 0, None, -np.inf, 0
+    if resume:
+        template = {"trainer": trainer.payload(), "epoch": np.int64(0),
+                    "loader": np.zeros(_STATE_BYTES, np.uint8),
+                    "meta": np.zeros(_STATE_BYTES, np.uint8)}
+        found = checkpoint.restore_latest(ckpt_dir, template)
+        if found is not None:
+            saved = found[1]
+            trainer.load(saved["trainer"])
+            epoch = int(saved["epoch"])
+            loader_state = _decode_state(saved["loader"]) or None
+            meta = _decode_state(saved["meta"])
+            history, best_auc, stale = meta["history"], meta["best_auc"], meta["stale"]
+    while epoch < config.epochs and not (config.patience and stale >= config.patience):
+        iterator = epoch_iterator(train, batch_size=config.batch_size, seed=config.seed,
+                                  epoch=epoch, window=config.window, process=process,
+                                  processes=processes, state=loader_state)
+        first = int(loader_state.get("next_index", 0)) if loader_state else 0
+        loader_state = None
+        total = len(iterator_source(train, config, epoch, process, processes))
+        losses, examples = [], 0
+        tick = time.perf_counter()
+        with progress(f"epoch {epoch + 1}", total, first) as advance:
+            for i, batch in enumerate(iterator, start=first):
+                losses.append(trainer.step(batch))
+                if i == first:  # the rate leaves out the first step (it compiles)
+                    jax.block_until_ready(losses[-1])
+                    tick = time.perf_counter()
+                else:
+                    examples += int(batch["mask"].sum())
+                advance(int(batch["mask"].sum()))
+                if checkpoint_every and (i + 1) % checkpoint_every == 0:
+                    _save(ckpt_dir, trainer, epoch, iterator.get_state(), history, best_auc,
+                          stale)
+            jax.block_until_ready(trainer.tables)
+        seconds = time.perf_counter() - tick
+        figures = evaluate_store(trainer, valid, config.batch_size)
+        record = {"epoch": epoch + 1, "loss": float(np.mean([float(x) for x in losses])),
+                  "examples_per_s": examples / max(seconds, 1e-9), **figures}
+        history.append(record)
+        improved = figures["auc"] > best_auc
+        if improved:
+            best_auc, stale = figures["auc"], 0
+            checkpoint.save(params_dir, epoch, trainer.params())  # newest step = the best
+        else:
+            stale += 1
+        console(f"epoch {epoch + 1}: loss {record['loss']:.4f}  valid AUC {figures['auc']:.4f}"
+                f"  logloss {figures['logloss']:.4f}  {record['examples_per_s']:,.0f} "
+                f"examples/s{'' if improved else '  (no better: the best epoch is kept)'}")
+        epoch += 1
+        _save(ckpt_dir, trainer, epoch, None, history, best_auc, stale)
+    found = checkpoint.restore_latest(params_dir, trainer.params())
+    if found is not None:
+        trainer.set_params(found[1])
+    return history
+
+
+def _save(directory: str, trainer: FieldTrainer, epoch: int, loader: Mapping | None,
+          history: list[dict], best_auc: float, stale: int) -> None:
+    meta = {"history": history, "best_auc": float(best_auc), "stale": stale}
+    checkpoint.save(directory, _step_id(epoch, loader), {
+        "trainer": trainer.payload(), "epoch": np.int64(epoch),
+        "loader": _encode_state(loader or {}), "meta": _encode_state(meta)})
+
+
+def _step_id(epoch: int, loader: Mapping | None) -> int:
+    position = int((loader or {}).get("next_index", 0))
+    return epoch * 10_000_000 + position
+
+
+def evaluate_store(trainer: FieldTrainer, store: Store, batch_size: int) -> dict[str, float]:
+    """The metrics of the trainer's model on every row of a store."""
+    labels, probs, groups = [], [], []
+    for batch in sequential_batches(store, batch_size):
+        keep = batch["mask"] > 0
+        probs.append(trainer.probabilities(batch)[keep])
+        labels.append(batch["label"][keep])
+        groups.append(batch["group"][keep])
+    return report(np.concatenate(labels), np.concatenate(probs), np.concatenate(groups))
+
+
+def _scored(run: Run, data: Any, labels: bool) -> Iterator[tuple[dict, np.ndarray]]:
+    encoder = run.encoder
+    size = run.config.batch_size
+    start = 0
+    for batch in record_batches(data, run.schema, labels=labels):
+        chunk = encoder.encode(batch, labels=labels, start=start)
+        start += batch.num_rows
+        n = batch.num_rows
+        for lo in range(0, n, size):
+            take = np.arange(lo, lo + size)
+            take = np.where(take < n, take, lo)
+            part = {k: v[take] for k, v in chunk.items()}
+            yield part, run.trainer.probabilities(part)[: min(size, n - lo)]
+
+
+def predict(run: Run | str | os.PathLike, data: Any) -> np.ndarray:
+    """Click probabilities ``float64[n]`` of every row of ``data`` (its label column, if
+    any, is not needed). Values unseen in training go to their field's OOV buckets."""
+    run = run if isinstance(run, Run) else Run.load(run)
+    return np.concatenate([p for _, p in _scored(run, data, labels=False)]).astype(np.float64)
+
+
+def predict_to(run: Run | str | os.PathLike, data: Any, out: str | os.PathLike) -> int:
+    """Stream the probabilities of ``data`` into a Parquet (or CSV) file ``out`` (one
+    ``score`` column, in row order); returns the rows written."""
+    run = run if isinstance(run, Run) else Run.load(run)
+    out = os.fspath(out)
+    rows = 0
+    schema = pa.schema([("score", pa.float64())])
+    with _atomic.atomic_path(out) as tmp:
+        if out.lower().endswith(".csv"):
+            import pyarrow.csv as pa_csv
+
+            with pa_csv.CSVWriter(tmp, schema) as writer:
+                for _, p in _scored(run, data, labels=False):
+                    writer.write_table(pa.table({"score": p.astype(np.float64)}))
+                    rows += p.size
+        else:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for _, p in _scored(run, data, labels=False):
+                    writer.write_table(pa.table({"score": p.astype(np.float64)}))
+                    rows += p.size
+    return rows
+
+
+def labelled_scores(run: Run | str | os.PathLike, data: Any
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels, probabilities, groups)`` of every row of labelled ``data``."""
+    run = run if isinstance(run, Run) else Run.load(run)
+    labels, probs, groups = [], [], []
+    for chunk, p in _scored(run, data, labels=True):
+        n = p.size
+        labels.append(chunk["label"][:n])
+        groups.append(chunk["group"][:n])
+        probs.append(p)
+    if not labels:
+        raise DataError("the evaluation data has no rows")
+    return (np.concatenate(labels), np.concatenate(probs).astype(np.float64),
+            np.concatenate(groups))
+
+
+def metrics_of(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """AUC, log loss, GAUC, calibration, NE, rows and positives of a scored sample."""
+    figures = report(labels, probs, groups)
+    figures["rows"] = int(labels.size)
+    figures["positives"] = int(labels.sum())
+    return figures
+
+
+def evaluate(run: Run | str | os.PathLike, data: Any) -> dict[str, float]:
+    """AUC, log loss, GAUC (by the schema's group column), calibration (Σp/Σy), normalized
+    entropy and the number of rows of ``run`` on labelled ``data``."""
+    return metrics_of(*labelled_scores(run, data))
