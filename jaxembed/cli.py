@@ -287,13 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _job_defaults() -> dict:
-    from jaxembed.train import job, offline
+JOB_DEFAULTS = {"train_size": 300_000, "eval_size": 60_000, "online_size": 150_000,
+                "epochs": 3, "batch_size": 512}
+"""The defaults of :class:`jaxembed.train.job.JobConfig` and ``OfflineConfig`` that ``train``
+shows, written out so that building the parser does not import the trainer (flax, orbax);
+tests/test_cli_contract.py checks that they agree."""
 
-    config, fit = job.JobConfig(), offline.OfflineConfig()
-    return {"train_size": config.train_size, "eval_size": config.eval_size,
-            "online_size": config.online_size, "epochs": fit.epochs,
-            "batch_size": fit.batch_size}
+
+def _job_defaults() -> dict:
+    return dict(JOB_DEFAULTS)
 
 
 # ---------------------------------------------------------------------------- the contract

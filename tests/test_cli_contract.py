@@ -360,3 +360,13 @@ def test_a_command_that_reads_a_missing_file_in_its_handler_is_one_line(capsys, 
     assert cli.main(argv) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("jaxembed fit: ") and "/nonexistent/schema.toml" in line
+
+
+def test_the_train_defaults_shown_are_the_job_defaults():
+    from jaxembed.cli import JOB_DEFAULTS
+    from jaxembed.train import job, offline
+
+    config, fit = job.JobConfig(), offline.OfflineConfig()
+    assert JOB_DEFAULTS == {"train_size": config.train_size, "eval_size": config.eval_size,
+                            "online_size": config.online_size, "epochs": fit.epochs,
+                            "batch_size": fit.batch_size}
