@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -172,7 +173,8 @@ def _progress(description: str, unit: str) -> Iterator[Callable[[int, int], None
 def _wrote(kv: Any, what: str, args: argparse.Namespace, seconds: float) -> None:
     form = "binary" if args.binary else "text"
     print(f"trained in {seconds:.1f} s; wrote {len(kv.index_to_key):,} {what} vectors of dim "
-          f"{kv.vectors.shape[1]} (word2vec {form} format) to {os.path.abspath(args.out)}")
+          f"{kv.vectors.shape[1]} (word2vec {form} format) to {os.path.abspath(args.out)}",
+          file=sys.stderr)
 
 
 def run_node2vec(args: argparse.Namespace) -> int:
@@ -195,7 +197,7 @@ def run_node2vec(args: argparse.Namespace) -> int:
     if args.plot:
         plot_embedding(kv.vectors, args.node_labels, args.plot,
                        title=f"node2vec p={args.p:g} q={args.q:g} (PCA)")
-        print(f"wrote the 2-D PCA plot to {os.path.abspath(args.plot)}")
+        print(f"wrote the 2-D PCA plot to {os.path.abspath(args.plot)}", file=sys.stderr)
     return 0
 
 
