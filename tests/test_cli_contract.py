@@ -370,3 +370,20 @@ def test_the_train_defaults_shown_are_the_job_defaults():
     assert JOB_DEFAULTS == {"train_size": config.train_size, "eval_size": config.eval_size,
                             "online_size": config.online_size, "epochs": fit.epochs,
                             "batch_size": fit.batch_size}
+
+
+def test_a_good_run_on_a_shipped_sample_says_what_it_wrote(tmp_path, capsys):
+    from jaxembed.samples import sample_path
+
+    out = tmp_path / "karate.txt"
+    old = os.umask(0o022)
+    try:
+        status = main(["node2vec", sample_path("karate.edgelist"), "--dim", "8",
+                       "--walk-length", "10", "--num-walks", "2", "--window", "3",
+                       "--out", str(out)])
+    finally:
+        os.umask(old)
+    assert status == 0
+    assert f"wrote 34 node vectors of dim 8 (word2vec text format) to {out}" in (
+        capsys.readouterr().err)
+    assert out.stat().st_mode & 0o777 == 0o644
