@@ -393,3 +393,33 @@ def test_fit_bad_input(schema: Schema, tmp_path) -> None:
         runs.fit(schema, _log(100), model="lr", out=tmp_path / "d", resume=True)
     assert not os.path.exists(tmp_path / "d" / "model.json")
 
+
+
+def test_seed_encodings_as_field_kinds() -> None:
+    """attach (a cold id takes its first warm ancestor's id), random_code (k-hot) and segment
+    (words through a vocabulary, at most max_len) on anyone's data."""
+    raw = __import__("tomllib").loads(
+        '[label]\ncolumn="y"\n[[feature]]\nname="item"\nkind="attach"\n'
+        'parents=["shop","category"]\nmin_count=2\n'
+        '[[feature]]\nname="user"\nkind="random_code"\nbuckets=64\nk=3\n'
+        '[[feature]]\nname="query"\nkind="segment"\nmax_len=4\n')
+    s = Schema.from_dict(raw)
+    table = pa.table({"y": [0, 1, 0, 1, 1, 0], "item": ["a", "a", "b", "c", "d", "e"],
+                      "shop": ["s1", "s1", "s1", "s2", "s2", "s3"],
+                      "category": ["k", "k", "k", "k", "m", "m"],
+                      "user": ["u1", "u2", "u1", "u3", "u1", "u2"],
+                      "query": ["red shoes", "blue shoes for men and women", None, "red",
+                                "shoes", "x"]})
+    vocab = Vocabularies.build(record_batches(table, s), s)
+    encoder = Encoder(s, vocab)
+    chunk = encoder.encode(next(record_batches(table, s)))
+    # warm: item a; shops s1, s2; categories k, m (offsets 0, 1, 3)
+    assert chunk["ids/item"][:, 0].tolist() == [0, 0, 1, 2, 2, 4]
+    assert encoder.inputs.table("item").rows == 6  # 5 warm codes + 1 OOV bucket
+    codes = chunk["ids/user"]
+    assert codes.shape == (6, 3) and len({tuple(r) for r in codes}) == 3
+    assert all(len(set(r)) == 3 for r in codes.tolist())
+    assert (codes[0] == codes[2]).all() and (codes[0] == codes[4]).all()
+    query = Bags(chunk["ids/query"]).to_lists()[0]
+    assert [len(q) for q in query] == [2, 4, 0, 1, 1, 1]
+    assert query[0][1] == query[4][0]  # "shoes"
