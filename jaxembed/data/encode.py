@@ -185,11 +185,9 @@ class Encoder:
         out = np.full(batch.num_rows, -1, np.int64)
         offset = 0
         for level, (name, vocab) in enumerate(zip(f.columns, levels, strict=True)):
-            column = own if level == 0 else batch.column(name).fill_null(MISSING)
-            ids = vocab.ids(pc.fill_null(column, MISSING), f"field {f.name!r}") \
-                if vocab.tokens else np.full(batch.num_rows, -1)
-            # oov_buckets = 0 on a level: unknown values come back as -1 through index_in
-            take = (out < 0) & (ids >= 0) & (ids < len(vocab.tokens))
+            column = own if level == 0 else batch.column(name)
+            ids = vocab.index(column.fill_null(MISSING))
+            take = (out < 0) & (ids >= 0)
             out[take] = offset + ids[take]
             offset += len(vocab.tokens)
         cold = out < 0

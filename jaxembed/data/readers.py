@@ -192,6 +192,7 @@ def _csv(path: str, schema: Schema, plan: ColumnPlan) -> Iterator[pa.RecordBatch
     delimiter, names = _csv_layout(path, schema)
     if os.path.getsize(path) == 0:
         raise DataError(f"data file {path!r} is empty")
+    _check_columns(_header(path, delimiter, names), plan, repr(path))
     read = pa_csv.ReadOptions(block_size=BLOCK_BYTES, column_names=names)
     parse = pa_csv.ParseOptions(delimiter=delimiter)
     convert = pa_csv.ConvertOptions(column_types=plan.fixed, include_columns=list(plan.types),
@@ -222,7 +223,14 @@ def _header(path: str, delimiter: str, names: list[str] | None) -> list[str]:
     if names is not None:
         return names
     with _open_text(path) as handle:
-        return handle.readline().rstrip("\r\n").split(delimiter)
+        return _cells(handle.readline(), delimiter)
+
+
+def _cells(line: str, delimiter: str) -> list[str]:
+    """The fields of one CSV line (quotes removed)."""
+    import csv
+
+    return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter), [])
 
 
 def _open_text(path: str):
@@ -253,7 +261,7 @@ def _located(path: str, err: Exception, delimiter: str, names: list[str] | None,
         for number, line in enumerate(handle, start=1):
             if number <= first:
                 continue
-            cells = line.rstrip("\r\n").split(delimiter)
+            cells = _cells(line, delimiter)
             if len(cells) != len(header):
                 return (f"data {path!r} line {number}: {len(cells)} fields, the "
                         f"{'header' if names is None else 'schema names'} has {len(header)}")
@@ -310,7 +318,7 @@ def check_source(data: Any, schema: Schema, *, labels: bool = True) -> None:
         raise DataError(f"data file {path!r} cannot be read: {err.strerror}") from None
     if b"\0" in head and not path.lower().endswith((".gz", ".bz2")):
         raise DataError(f"data file {path!r} is binary, not {_suffix(path)[1:].upper()} text")
-    cells = first.split(delimiter)
+    cells = _cells(first, delimiter)
     if names is None:
         _check_columns(cells, plan, repr(path))
     elif len(cells) != len(names):
