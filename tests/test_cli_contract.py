@@ -79,6 +79,8 @@ CASES: list[tuple[list[str], str]] = [
     (["node2vec", "{edges}", "--labels", "{labels}"], "--labels only colours the --plot"),
     (["node2vec", "{edges}", "--labels", "{missing}", "--plot", "{out}"], "no such file"),
     (["node2vec", "{edges}", "--out", "{folder}"], "--out: is a folder"),
+    (["node2vec", "{edges}", "--out", "{edges}"], "EDGES and --out are the same file"),
+    (["node2vec", "{edges}", "--out", "{out}", "--plot", "{out}"], "--out and --plot are the"),
     (["node2vec", "{edges}", "--out", "{edges}/x.txt"], "is a file, so"),
     # -- word2vec
     (["word2vec", "{missing}"], "CORPUS: no such file"),
@@ -86,6 +88,7 @@ CASES: list[tuple[list[str], str]] = [
     (["word2vec", "{binary}"], "CORPUS: is not a text file"),
     (["word2vec", "{latin1}"], "CORPUS: is not UTF-8 text"),
     (["word2vec", "{corpus}"], "--min-count 5 drops every word"),
+    (["word2vec", "{corpus}", "--out", "{corpus}"], "CORPUS and --out are the same file"),
     (["word2vec", "{blank}"], "has no words"),
     (["word2vec", "{corpus}", "--epochs", "0"], "--epochs: must be an integer >= 1, got '0'"),
     (["word2vec", "{corpus}", "--min-count", "0"], "--min-count: must be an integer >= 1"),

@@ -33,6 +33,7 @@ __all__ = [
     "HelpFormatter",
     "Parser",
     "UsageError",
+    "distinct_paths",
     "existing_dir",
     "existing_file",
     "float_in",
@@ -44,6 +45,7 @@ __all__ = [
     "nonneg_int",
     "output_dir",
     "output_file",
+    "plain",
     "positive_float",
     "positive_int",
     "probability",
@@ -242,6 +244,21 @@ def output_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"is a folder, not a file name: {text!r}")
     _creatable(path.parent if str(path.parent) else Path("."), text)
     return str(text)
+
+
+def distinct_paths(**paths: str | None) -> None:
+    """Raise :class:`UsageError` when two of the named paths (``option=path``; None is
+    skipped) are the same file, e.g. an output that would overwrite an input."""
+    seen: dict[str, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            first = seen[key]
+            raise UsageError(f"{first} and {option} are the same file ({path!r}); "
+                             f"writing {option} would overwrite {first}")
+        seen[key] = option
 
 
 # ---------------------------------------------------------------------------- parser, help

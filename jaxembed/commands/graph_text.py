@@ -119,6 +119,7 @@ COUNT_LIMIT = 16 << 20
 def check_word2vec(args: argparse.Namespace) -> None:
     """A corpus small enough to count quickly (:data:`COUNT_LIMIT`) is counted before
     training: one with no words, or none as frequent as --min-count, stops here."""
+    _args.distinct_paths(CORPUS=args.corpus, **{"--out": args.out})
     if os.path.getsize(args.corpus) > COUNT_LIMIT:
         return  # word2vec's own first pass raises the same ValueError
     from collections import Counter
@@ -142,6 +143,8 @@ def check_node2vec(args: argparse.Namespace) -> None:
 
     if args.labels and not args.plot:
         raise _args.UsageError("--labels only colours the --plot; give --plot FILE.png too")
+    _args.distinct_paths(EDGES=args.edges, **{"--labels": args.labels, "--out": args.out,
+                                             "--plot": args.plot})
     graph = Graph.from_edgelist(args.edges, directed=args.directed)
     if graph.num_arcs == 0:
         raise _args.UsageError(f"{args.edges!r} has no edges (only comments or blank lines)")
