@@ -1,9 +1,9 @@
 """jaxembed: embeddings in JAX with the math proven.
 
-Commands: train (the main job), prove, node2vec, word2vec, search, index, bench. Each one
-checks its options and input files before any work; a user error exits with status 2 and
-one line 'jaxembed COMMAND: what is wrong'. --debug (or JAXEMBED_DEBUG=1) shows the
-traceback instead. docs/cli.md states the whole contract.
+'jaxembed COMMAND --help' shows a command's options, each with its default, and a sample
+input to try it on. Every command checks its options and input files before any work; a
+user error exits with status 2 and one line 'jaxembed COMMAND: what is wrong'. --debug (or
+JAXEMBED_DEBUG=1) shows the traceback instead. docs/cli.md states the whole contract.
 """
 
 from __future__ import annotations
