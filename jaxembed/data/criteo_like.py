@@ -34,26 +34,31 @@ PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7), (1, 9), (3, 12), (13, 15), (0, 20))
 MISSING_RATE = 0.1
 
 
-def criteo_like(n: int, seed: int = 0, *, world_seed: int = 0) -> tuple[pa.Table, np.ndarray]:
-    """``(table, p)``: ``n`` rows in Criteo's columns and each row's click probability."""
+def criteo_like(n: int, seed: int = 0, *, world_seed: int = 0, scale: float = 1.0
+                ) -> tuple[pa.Table, np.ndarray]:
+    """``(table, p)``: ``n`` rows in Criteo's columns and each row's click probability;
+    ``scale`` multiplies the cardinalities (at least 2 values per field)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    cardinalities = tuple(max(2, int(round(c * scale))) for c in CARDINALITIES)
     world = np.random.default_rng([world_seed, 7])
     rng = np.random.default_rng([seed, world_seed, 11])
     # the r-th most frequent value's effects shrink as 1/sqrt(1 + r/100): the tail carries
     # little signal each, as in real logs, so a model fitted on a sample can approach Bayes
-    shrink = [1.0 / np.sqrt(1.0 + np.arange(c) / 100.0) for c in CARDINALITIES]
-    effects = [world.normal(0.0, 0.5, c) * s for c, s in zip(CARDINALITIES, shrink, strict=True)]
+    shrink = [1.0 / np.sqrt(1.0 + np.arange(c) / 100.0) for c in cardinalities]
+    effects = [world.normal(0.0, 0.5, c) * s for c, s in zip(cardinalities, shrink, strict=True)]
     latent = [world.normal(0.0, 0.5, (c, 4)) * s[:, None]
-              for c, s in zip(CARDINALITIES, shrink, strict=True)]
+              for c, s in zip(cardinalities, shrink, strict=True)]
     beta = world.normal(0.0, 0.25, 13)
     # distinct 32-bit codes per field: an odd multiplier is a bijection modulo 2**32
     codes = [(np.arange(c, dtype=np.uint64) * np.uint64(2654435761) + np.uint64(f * 40503))
-             % np.uint64(2**32) for f, c in enumerate(CARDINALITIES)]
+             % np.uint64(2**32) for f, c in enumerate(cardinalities)]
     logit = np.full(n, -1.6)
     columns: dict[str, pa.Array] = {}
     values = []
-    for f, c in enumerate(CARDINALITIES):
+    for f, c in enumerate(cardinalities):
         v = np.minimum(rng.zipf(1.3, n) - 1, c - 1)  # value v is the v-th most frequent
         values.append(v)
         logit += effects[f][v]
