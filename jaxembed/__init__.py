@@ -27,7 +27,17 @@ _SUBPACKAGES = ("data", "encoding", "features", "graph", "metrics", "models", "n
                 "sharding", "stream", "text", "train")
 
 
+# ``je.fit``, ``je.evaluate``, ``je.predict``: the own-data path (jaxembed.train.runs).
+_RUNS = ("fit", "evaluate", "predict")
+
+
 def __getattr__(name: str):
+    if name in _RUNS:
+        from jaxembed.train import runs
+
+        value = getattr(runs, name)
+        globals()[name] = value
+        return value
     if name in _SUBPACKAGES:
         import importlib
 
@@ -38,7 +48,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUBPACKAGES])
+    return sorted([*globals(), *_SUBPACKAGES, *_RUNS])
 
 
 __all__ = [
