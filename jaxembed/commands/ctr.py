@@ -40,8 +40,7 @@ def _check_fit(args: argparse.Namespace) -> None:
     from jaxembed.data.readers import check_source
     from jaxembed.data.split import Split
     from jaxembed.models import registry
-    from jaxembed.train.field_trainer import FitConfig
-    from jaxembed.train.runs import split_options
+    from jaxembed.train.runs import check_model
 
     schema = _schema(args.schema)
     registry.model_class(args.model)
@@ -50,8 +49,7 @@ def _check_fit(args: argparse.Namespace) -> None:
     for key in ("epochs", "batch_size", "learning_rate", "seed"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
-    _, config = split_options(args.model, options)
-    FitConfig(**config)
+    check_model(schema, args.model, options)
     if args.valid is not None and args.split is not None:
         raise _args.UsageError("give --valid or --split, not both")
     if args.split is not None:

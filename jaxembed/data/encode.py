@@ -27,7 +27,7 @@ of multi-valued fields' values, as TensorFlow's ``crossed_column``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -99,12 +99,7 @@ class Encoder:
     @property
     def inputs(self) -> ModelInputs:
         """The :class:`~jaxembed.models.inputs.ModelInputs` of a model for this schema."""
-        tables = tuple(TableSpec(f.table, self.rows(f), f.dim) for f in self.embedded
-                       if f.share is None)
-        fields = tuple(FieldSpec(f.name, f.table, f.combiner,
-                                 f.multi or f.kind == "random_code", self.width(f))
-                       for f in self.embedded)
-        return ModelInputs(tables, fields, len(self.dense_fields), self.wide_size)
+        return model_inputs(self.schema, self.rows)
 
     # --- encoding -----------------------------------------------------------------------------
     def encode(self, batch: pa.RecordBatch, *, labels: bool = True, start: int | None = None
@@ -247,6 +242,18 @@ class Encoder:
         if self.wide_size:
             out["wide"] = Bags(chunk["wide"])
         return out
+
+
+def model_inputs(schema: Schema, rows: Callable[[Field], int]) -> ModelInputs:
+    """The tables (``rows(field)`` each), fields, dense width and wide size of a schema's
+    model; with a stand-in ``rows`` it checks a model's hyperparameters before the data is
+    read."""
+    embedded = [f for f in schema.features if f.embedded]
+    tables = tuple(TableSpec(f.table, rows(f), f.dim) for f in embedded if f.share is None)
+    fields = tuple(FieldSpec(f.name, f.table, f.combiner, f.multi or f.kind == "random_code",
+                             Encoder.width(f)) for f in embedded)
+    return ModelInputs(tables, fields, len(schema.features) - len(embedded),
+                       sum(c.buckets for c in schema.crosses))
 
 
 def _salt(name: str) -> int:

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jaxembed import _atomic
-from jaxembed.data.encode import Encoder
+from jaxembed.data.encode import Encoder, model_inputs
 from jaxembed.data.loader import (
     EpochSource,
     Store,
@@ -131,6 +131,22 @@ def split_options(model: str, options: Mapping[str, Any]) -> tuple[dict, dict]:
     return hyper, config
 
 
+def check_model(schema: Schema, model: str, options: Mapping[str, Any]
+                ) -> tuple[dict, FitConfig]:
+    """``(hyperparameters, fit configuration)`` after checking, before any data is read, that
+    the model exists and builds with them on the schema's fields (tables of stand-in size)."""
+    hyper, config_kwargs = split_options(model, options)
+    config = FitConfig(**config_kwargs)
+    try:
+        registry.build(model, model_inputs(schema, lambda f: 2), seed=config.seed, **hyper)
+    except (ValueError, TypeError) as err:
+        if not hyper or str(err).startswith(f"model {model!r}"):
+            raise
+        given = ", ".join(f"{k}={v!r}" for k, v in hyper.items())
+        raise ValueError(f"model {model!r} with {given}: {err}") from None
+    return hyper, config
+
+
 def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
         split: str | None = None, model: str = "wide_deep", out: str | os.PathLike | None = None,
         resume: bool = False, progress: bool = False, process: int = 0, processes: int = 1,
@@ -148,9 +164,7 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
     started = time.perf_counter()
     if not isinstance(schema, Schema):
         schema = Schema.from_toml(schema)
-    registry.model_class(model)  # an unknown name fails before any work
-    hyper, config_kwargs = split_options(model, {**schema.model, **options})
-    config = FitConfig(**config_kwargs)
+    hyper, config = check_model(schema, model, {**schema.model, **options})
     out = os.fspath(out) if out is not None else tempfile.mkdtemp(prefix="jaxembed-run-")
     _claim(out, schema, model, resume)
     console, bar = _console(progress)
@@ -170,6 +184,9 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
             keep_train = keep_valid = None
         vocabularies = Vocabularies.build(record_batches(train, schema), schema,
                                           seed=config.seed, keep=keep_train)
+        if vocabularies.rows < config.batch_size:
+            raise DataError(f"{vocabularies.rows} training rows make no batch of "
+                            f"{config.batch_size} (lower batch_size)")
         vocabularies.save(vocab_path)
         encoder = Encoder(schema, vocabularies, seed=config.seed)
         console(f"vocabularies: {vocabularies.rows:,} training rows, "
