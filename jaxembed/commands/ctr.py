@@ -44,12 +44,6 @@ def _check_fit(args: argparse.Namespace) -> None:
 
     schema = _schema(args.schema)
     registry.model_class(args.model)
-    options = dict(schema.model)
-    options.update(dict(args.set or []))
-    for key in ("epochs", "batch_size", "learning_rate", "seed"):
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
-    check_model(schema, args.model, options)
     if args.valid is not None and args.split is not None:
         raise _args.UsageError("give --valid or --split, not both")
     if args.split is not None:
@@ -62,6 +56,12 @@ def _check_fit(args: argparse.Namespace) -> None:
     if not args.resume and os.path.isfile(os.path.join(args.out, "model.json")):
         raise _args.UsageError(f"--out {args.out!r} already holds a fitted run (--resume "
                                f"continues it; choose another folder for a new run)")
+    options = dict(schema.model)
+    options.update(dict(args.set or []))
+    for key in ("epochs", "batch_size", "learning_rate", "seed"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    check_model(schema, args.model, options)  # last: it builds the model on stand-in tables
     args.options = options
 
 
