@@ -43,6 +43,7 @@ from jaxembed.serving.folder import (
     ParamEntry,
     is_served,
 )
+from jaxembed.serving.served import input_widths
 
 BATCH_DIM = "b"
 
@@ -89,21 +90,6 @@ def prediction_function(run: Any) -> tuple[Any, dict[str, np.ndarray]]:
         return jax.nn.sigmoid(model.head(rows, bags))
 
     return probabilities, params
-
-
-def input_widths(encoder: Any) -> dict[str, tuple[int, str]]:
-    """``{name: (width, dtype)}`` of the encoded arrays a served function takes."""
-    out = {f"ids/{f.name}": (encoder.width(f), "int32") for f in encoder.embedded}
-    out["dense"] = (len(encoder.dense_fields), "float32")
-    out["wide"] = (sum(_cross_width(encoder, c) for c in encoder.schema.crosses), "int32")
-    return out
-
-
-def _cross_width(encoder: Any, cross: Any) -> int:
-    width = 1
-    for name in cross.fields:
-        width *= encoder.width(encoder.schema.field(name))
-    return width
 
 
 def export(run: Any, out: str | os.PathLike, *,

@@ -59,6 +59,21 @@ def padded_size(n: int, max_batch: int) -> int:
     return min(max(MIN_BATCH, 1 << max(n - 1, 0).bit_length()), max_batch)
 
 
+def input_widths(encoder: Any) -> dict[str, tuple[int, str]]:
+    """``{name: (width, dtype)}`` of the encoded arrays a served function takes."""
+    out = {f"ids/{f.name}": (encoder.width(f), "int32") for f in encoder.embedded}
+    out["dense"] = (len(encoder.dense_fields), "float32")
+    out["wide"] = (sum(_cross_width(encoder, c) for c in encoder.schema.crosses), "int32")
+    return out
+
+
+def _cross_width(encoder: Any, cross: Any) -> int:
+    width = 1
+    for name in cross.fields:
+        width *= encoder.width(encoder.schema.field(name))
+    return width
+
+
 class ServedModel:
     """``model(records) -> float64[n]``: click probabilities of raw records (a list of dicts,
     or a pandas/polars/pyarrow table; a CSV/Parquet path works too)."""
@@ -100,8 +115,6 @@ class ServedModel:
         self._call = jax.jit(self.exported.call)
 
     def _check_inputs(self, where: str) -> None:
-        from jaxembed.serving.exporter import input_widths
-
         expected = input_widths(self.encoder)
         if dict(self.manifest.inputs) != expected:
             raise ServingError(f"{where}: its schema and vocabularies make inputs {expected}, "
