@@ -122,6 +122,7 @@ def test_any_batch_size_scores_each_row_alone(fitted, fresh, rows):
 
 def test_padded_sizes_are_few_powers_of_two():
     assert [padded_size(n, 4096) for n in (1, 8, 9, 1000, 4096)] == [8, 8, 16, 1024, 4096]
+    assert padded_size(1000, 1024) == 1024
     assert padded_size(30, 20) == 20
 
 

@@ -78,7 +78,7 @@ class ServedModel:
     """``model(records) -> float64[n]``: click probabilities of raw records (a list of dicts,
     or a pandas/polars/pyarrow table; a CSV/Parquet path works too)."""
 
-    def __init__(self, path: str | os.PathLike, *, max_batch: int = 4096) -> None:
+    def __init__(self, path: str | os.PathLike, *, max_batch: int = 1024) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
         self.path = os.fspath(path)
@@ -166,6 +166,6 @@ class ServedModel:
         return out
 
 
-def load(path: str | os.PathLike, *, max_batch: int = 4096) -> ServedModel:
+def load(path: str | os.PathLike, *, max_batch: int = 1024) -> ServedModel:
     """Open a served folder; the result scores raw records: ``load(path)(records)``."""
     return ServedModel(path, max_batch=max_batch)
