@@ -2,6 +2,7 @@
 training code; bad folders and bad records give errors that name the problem."""
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ import textwrap
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import jaxembed as je
 from jaxembed.commands.serving import add_export_parser
@@ -110,14 +113,23 @@ def test_records_need_only_feature_columns_and_integer_ids_read_as_text(fitted, 
     np.testing.assert_array_equal(model(as_int), model(as_text))
 
 
-@pytest.mark.parametrize("rows", [0, 1, 7, 9, 100])
-def test_any_batch_size_scores_each_row_alone(fitted, fresh, rows):
+@given(start=st.integers(0, 60), rows=st.integers(0, 40), max_batch=st.sampled_from([1, 3, 16]),
+       as_records=st.booleans())
+def test_chunked_padded_scoring_equals_scoring_all_rows_at_once(fitted, fresh, start, rows,
+                                                                max_batch, as_records):
+    """score(rows[start:start+k]) in padded chunks of at most max_batch rows ==
+    score(all rows)[start:start+k]: padding and chunking never change a row's score."""
     _, served = fitted["wide_deep"]
-    model = je.serving.load(served, max_batch=16)
-    full = model(fresh.slice(0, 100))
-    got = model(fresh.slice(0, rows).to_pylist())
+    full = served_model(served, 1024)(fresh.slice(0, 100))
+    part = fresh.slice(start, rows)
+    got = served_model(served, max_batch)(part.to_pylist() if as_records else part)
     assert got.shape == (rows,)
-    np.testing.assert_allclose(got, full[:rows], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got, full[start:start + rows], rtol=1e-6, atol=1e-7)
+
+
+@functools.cache
+def served_model(folder, max_batch):
+    return je.serving.load(folder, max_batch=max_batch)
 
 
 def test_padded_sizes_are_few_powers_of_two():
