@@ -84,7 +84,7 @@ def test_served_scores_equal_predict_with_unseen_values(fitted, fresh, model):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_every_record_form_scores_the_same(fitted, fresh):
+def test_every_record_form_scores_the_same(fitted, fresh, tmp_path):
     _, served = fitted["wide_deep"]
     model = je.serving.load(served)
     part = fresh.slice(0, 37)
@@ -93,6 +93,10 @@ def test_every_record_form_scores_the_same(fitted, fresh):
     np.testing.assert_array_equal(model(records), expected)
     np.testing.assert_array_equal(model(part.to_batches()[0]), expected)
     np.testing.assert_array_equal(model(part.to_pandas()), expected)
+    import pyarrow.parquet as pq
+
+    pq.write_table(part, tmp_path / "part.parquet")
+    np.testing.assert_array_equal(model(str(tmp_path / "part.parquet")), expected)
     pl = pytest.importorskip("polars")
     np.testing.assert_array_equal(model(pl.from_arrow(part)), expected)
 
@@ -214,6 +218,25 @@ def test_a_param_file_of_the_wrong_shape_is_named(fitted, tmp_path):
     folder = copy_of(fitted["lr"][1], tmp_path)
     np.save(folder / "params/0000.npy", np.zeros((3, 3), np.float32))
     with pytest.raises(ServingError, match=r"0000\.npy"):
+        je.serving.load(folder)
+
+
+def test_another_platform_is_named(fitted, tmp_path):
+    folder = copy_of(fitted["lr"][1], tmp_path)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["platforms"] = ["tpu"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ServingError, match="exported for tpu"):
+        je.serving.load(folder)
+
+
+def test_vocabularies_of_another_export_are_refused(fitted, tmp_path):
+    folder = copy_of(fitted["lr"][1], tmp_path)
+    vocab = json.loads((folder / VOCABULARIES).read_text())
+    vocab["tables"]["C2"]["tokens"].pop()
+    vocab["tables"]["C2"]["counts"].pop()
+    (folder / VOCABULARIES).write_text(json.dumps(vocab))
+    with pytest.raises(ServingError, match="table 'C2'"):
         je.serving.load(folder)
 
 
