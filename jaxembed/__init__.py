@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 # Subpackages load on first use (``je.optim.ftrl``, ``je.graph.node2vec`` ...), so that
 # ``import jaxembed`` stays as light as the core.
 _SUBPACKAGES = ("data", "encoding", "features", "graph", "metrics", "models", "nn", "optim",
-                "sharding", "stream", "text", "train")
+                "serving", "sharding", "stream", "text", "train")
 
 
 # ``je.fit``, ``je.evaluate``, ``je.predict``: the own-data path (jaxembed.train.runs).

@@ -19,6 +19,7 @@ from jaxembed.commands import _args
 from jaxembed.commands.ctr import add_ctr_parsers
 from jaxembed.commands.graph_text import add_node2vec_parser, add_word2vec_parser
 from jaxembed.commands.search import add_index_parser, add_search_parser
+from jaxembed.commands.serving import add_export_parser
 
 # `jaxembed bench NAME` runs jaxembed.bench.<module>.run(); each benchmark owns its module.
 BENCHMARKS = {
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "job": "jaxembed.bench.job",
     "lookup": "jaxembed.bench.lookup",
     "retrieval": "jaxembed.bench.retrieval",
+    "serving": "jaxembed.bench.serving",
     "sharding": "jaxembed.bench.sharding",
     "sparse-step": "jaxembed.bench.sparse_step",
     "train": "jaxembed.bench.train",
@@ -257,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train, check=_check_train)
 
     add_ctr_parsers(commands)
+    add_export_parser(commands)
     add_node2vec_parser(commands)
     add_word2vec_parser(commands)
     add_search_parser(commands)

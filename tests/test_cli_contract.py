@@ -163,8 +163,13 @@ CTR_CASES: list[tuple[list[str], str]] = [
      "--run: no such folder"),
     (["predict", "--run", "{folder}", "--data", "{ctr_train}", "--out", "{folder}"],
      "--out: is a folder"),
+    (["export", "--run", "{missing}", "--out", "{out}"], "--run: no such folder"),
+    (["export", "--run", "{folder}", "--out", "{out}"], "is not a fitted run"),
+    (["export", "--run", "{folder}", "--out", "{edges}"], "--out: is a file, not a folder"),
+    (["export", "--run", "{folder}", "--out", "{out}", "--platforms", "gpu9"],
+     "unknown platform 'gpu9'"),
 ]
-"""fit, evaluate and predict."""
+"""fit, evaluate, predict and export."""
 
 
 @pytest.fixture(scope="module")
