@@ -1,7 +1,6 @@
 """Serving: an exported run scores raw records as the in-process model does, without the
 training code; bad folders and bad records give errors that name the problem."""
 
-import argparse
 import functools
 import json
 import os
@@ -16,7 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import jaxembed as je
-from jaxembed.commands.serving import add_export_parser
 from jaxembed.data.criteo_like import criteo_like
 from jaxembed.data.readers import DataError, record_batches
 from jaxembed.data.schema import Schema
@@ -287,21 +285,15 @@ def test_export_rejects_an_unknown_platform(fitted, tmp_path):
         je.serving.export(fitted["lr"][0], tmp_path / "s", platforms=("gpu",))
 
 
-def test_export_command_through_argparse(fitted, tmp_path, capsys):
+def test_export_command(fitted, tmp_path, capsys):
+    from jaxembed.cli import main
+
     run, _ = fitted["lr"]
-    parser = argparse.ArgumentParser(prog="jaxembed")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_export_parser(commands)
-    assert "jaxembed fit" in commands.choices["export"].format_help()
     out = tmp_path / "served"
-    args = parser.parse_args(["export", "--run", run.path, "--out", str(out),
-                              "--platforms", "cpu"])
-    assert args.handler(args) == 0
+    assert main(["export", "--run", run.path, "--out", str(out), "--platforms", "cpu"]) == 0
     assert "exported" in capsys.readouterr().out
     np.testing.assert_allclose(je.serving.load(out)(log(4, 3)), runs.predict(run, log(4, 3)),
                                rtol=1e-5, atol=1e-6)
-    bad = parser.parse_args(["export", "--run", str(tmp_path / "none"), "--out", str(out)])
-    assert bad.handler(bad) == 2
+    assert main(["export", "--run", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "none" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        parser.parse_args(["export", "--run", run.path, "--out", str(out), "--platforms", "x"])
+    assert main(["export", "--run", run.path, "--out", str(out), "--platforms", "x"]) == 2
