@@ -64,11 +64,6 @@ def prediction_function(run: Any) -> tuple[Any, dict[str, np.ndarray]]:
     """``(fn, params)``: ``fn(params, inputs) -> f32[b]`` the run's click probabilities, with
     ``params`` a flat ``{name: array}`` (tables by their key, e.g. ``embedding:C1``; the other
     parameters by their path, e.g. ``deep/layers/0/kernel``)."""
-    from flax import nnx
-
-    from jaxembed.nn.fields import gather_rows
-    from jaxembed.train.field_trainer import to_bags
-
     trainer = run.trainer
     layout = trainer.layout
     rest_flat, rest_def = jax.tree_util.tree_flatten_with_path(trainer.rest)
@@ -79,15 +74,12 @@ def prediction_function(run: Any) -> tuple[Any, dict[str, np.ndarray]]:
         raise ValueError(f"parameter names are not unique: {names}")
     params = {name: np.asarray(leaf) for name, leaf in
               zip(names, [*trainer.tables, *(leaf for _, leaf in rest_flat)], strict=True)}
+    model_probabilities = trainer.probability_function()
 
     def probabilities(params: dict[str, jax.Array], inputs: dict[str, jax.Array]) -> jax.Array:
         tables = [params[name] for name in table_names]
         rest = jax.tree.unflatten(rest_def, [params[name] for name in rest_names])
-        bags = to_bags(inputs, layout.batch_fields)
-        model = nnx.merge(trainer.graphdef, jax.tree.unflatten(trainer.table_def, tables), rest)
-        rows = gather_rows(dict(zip(layout.keys, tables, strict=True)),
-                           dict(zip(layout.keys, layout.fields, strict=True)), bags)
-        return jax.nn.sigmoid(model.head(rows, bags))
+        return model_probabilities(tables, rest, inputs)
 
     return probabilities, params
 

@@ -160,6 +160,10 @@ class FieldTrainer:
             self.tables, self.table_states, self.rest, self.dense_state, arrays)
         return loss
 
+    def probability_function(self) -> Callable:
+        """The pure ``probabilities(tables, rest, batch)`` of this model's structure."""
+        return probability_function(self.graphdef, self.table_def, self.layout)
+
     def probabilities(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
         """Click probabilities of a batch of encoded arrays."""
         arrays = {k: v for k, v in batch.items() if k not in ("group", "label", "mask")}
@@ -171,15 +175,22 @@ def _rows(tables: list, layout: _Layout, bags: Mapping[str, Any]) -> dict:
                        dict(zip(layout.keys, layout.fields, strict=True)), bags)
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled_predict(graphdef: Any, table_def: Any, layout: _Layout) -> Callable:
-    @jax.jit
+def probability_function(graphdef: Any, table_def: Any, layout: _Layout) -> Callable:
+    """``probabilities(tables, rest, batch) -> f[B]``: the click probabilities of a batch of
+    encoded arrays, gathered rows then ``head`` (pure; jitted for training, exported with
+    ``jax.export`` for serving)."""
+
     def probabilities(tables, rest, batch):
         bags = to_bags(batch, layout.batch_fields)
         model = nnx.merge(graphdef, jax.tree.unflatten(table_def, tables), rest)
         return jax.nn.sigmoid(model.head(_rows(tables, layout, bags), bags))
 
     return probabilities
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_predict(graphdef: Any, table_def: Any, layout: _Layout) -> Callable:
+    return jax.jit(probability_function(graphdef, table_def, layout))
 
 
 @functools.lru_cache(maxsize=32)
