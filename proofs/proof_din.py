@@ -31,7 +31,7 @@ from proofs.strategies import bags, tables
 from proofs.zoo import random_model
 
 
-@settings(max_examples=12)
+@settings(max_examples=8)
 @given(tables(vocab=st.sampled_from([5, 16]), features=st.sampled_from([3, 8]), scale=1.0),
        st.data(), st.integers(0, 2**31))
 def test_attention_pool_is_the_weighted_multi_hot_product(table, data, seed):

@@ -49,7 +49,7 @@ def literal_cin(x0: np.ndarray, kernels: list[np.ndarray], split_half: bool) -> 
     return np.concatenate(pooled, axis=1)
 
 
-@settings(max_examples=15)
+@settings(max_examples=10)
 @given(ANY_BATCH, st.sampled_from([1, 3]), st.sampled_from([2, 4]),
        st.sampled_from([(2,), (4, 3), (2, 2, 2)]), st.booleans(), st.integers(0, 2**31))
 def test_cin_is_the_sum_of_hadamard_products(batch, fields, dim, layers, split_half, seed):
