@@ -5,7 +5,8 @@ Equations (:mod:`jaxembed.graph.skipgram`):
 
     ℓ(c, o) = -log σ(u_o · v_c) - Σ_j [n_j ≠ o] log σ(-u_{n_j} · v_c)             (loss)
     (v, u) ← (v, u) - lr · ∇ Σ_i mask_i ℓ(c_i, o_i)                               (step)
-    (v, u) ← (v, u) - lr · ∇ Σ_(p,q) ℓ(t_p, t_q; n_p)   n_p: center p's negatives (center)
+    (v, u) ← (v, u) - lr · ∇ Σ_(p,q) ℓ(t_p, t_q; n, a_p)   lane noise n, shares a   (lane)
+    a_pl = 1/P (lane) or [l in center p's own k] (center), Σ_l a_pl = k            (shares)
     lanes: every window pair is the pair of exactly one lane center column        (layout)
     pairs  = {(t_i, t_{i±d}) : 1 <= d <= reach_i, same sequence}                   (window)
     P(n = w) = count(w)^0.75 / Σ count^0.75                                        (noise)
@@ -13,10 +14,12 @@ Equations (:mod:`jaxembed.graph.skipgram`):
 
 The step's fast path forms gradients only for gathered rows and scatter-adds them; the literal
 reference is ``table - lr * jax.grad(sgns_loss)`` over the whole tables, and the loss itself is
-checked against a float64 loop. The center step (``negatives_per="center"``: lanes of centers,
-one matrix product of logits per lane, negatives shared by a center's pairs) is checked the
-same way against ``sgns_loss`` on the pairs listed by a plain loop over its lanes, each pair
-carrying its center's negatives; the lane layout is checked to list each window pair once.
+checked against a float64 loop. The lane step (``negatives_per="lane"`` / ``"center"``: lanes
+of centers, matrix products of logits per lane, a lane's noise ids shared by its centers with
+weights ``a``) is checked the same way against ``sgns_loss`` on the pairs listed by a plain
+loop over its lanes, each pair carrying the lane's noise ids weighted by its center's shares
+(arbitrary non-negative shares, so both modes and any bug in the weighting are covered); the
+lane layout is checked to list each window pair once.
 Ids repeat (centers, contexts and negatives collide, and negatives equal their positive) and
 some pairs are masked or padded, so every accumulation rule is hit.
 """
@@ -38,6 +41,7 @@ from jaxembed.graph.skipgram import (
     draw_negatives,
     keep_probabilities,
     noise_distribution,
+    noise_shares,
     sgns_center_step,
     sgns_loss,
     sgns_step,
@@ -57,7 +61,8 @@ MAX_PAIRS = LANES * CENTERS * 2 * WINDOW
 def center_batches(draw):
     """Tables ``[16, 4]`` and lanes ``[3, 9]`` for :func:`sgns_center_step`: ids from a pool
     of 1..16 (so centers, contexts and negatives collide), 1..3 sequences per lane with
-    padding (``seq_ids`` -1) at either end, reach 0..2, 3 negatives per center."""
+    padding (``seq_ids`` -1) at either end, reach 0..2, ``5 · 3`` noise ids per lane with
+    random non-negative shares ``[5, 15]`` (some zero)."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     pool = draw(st.integers(1, VOCAB))
     w_in = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
@@ -69,9 +74,11 @@ def center_batches(draw):
         row[:min(lead, COLS // 2)] = -1
         row[COLS - min(tail, COLS // 2):] = -1
     reach = rng.integers(0, WINDOW + 1, (LANES, COLS)).astype(np.int32)
-    negatives = rng.integers(0, pool, (LANES, CENTERS, NEGATIVES)).astype(np.int32)
+    negatives = rng.integers(0, pool, (LANES, CENTERS * NEGATIVES)).astype(np.int32)
+    shares = rng.uniform(0, 1, (CENTERS, CENTERS * NEGATIVES)) * (rng.random((CENTERS, 1)) > 0.2)
     lr = draw(st.sampled_from([0.025, 0.1, 1.0]))
-    return w_in, w_out, tokens, seq_ids, reach, negatives, np.float32(lr)
+    return w_in, w_out, tokens, seq_ids, reach, negatives, shares.astype(np.float32), \
+        np.float32(lr)
 
 
 def _literal_lane_pairs(tokens, seq_ids, reach, window):
@@ -141,21 +148,25 @@ _center_step = jax.jit(sgns_center_step, static_argnames="window")
 
 
 @given(center_batches())
-def test_center_step_is_dense_sgd_on_shared_negatives(batch):
-    """sgns_center_step(v, u) = (v, u) - lr ∇ Σ_(p,q) ℓ(t_p, t_q; n_p): the pairs listed by a
-    loop over the lanes, each with its center's negatives, through the literal sgns_loss."""
-    w_in, w_out, tokens, seq_ids, reach, negatives, lr = batch
+def test_lane_step_is_dense_sgd_on_shared_negatives(batch):
+    """sgns_center_step(v, u) = (v, u) - lr ∇ Σ_(p,q) ℓ(t_p, t_q; n, a_p): the pairs listed by
+    a loop over the lanes, each with its lane's noise ids weighted by its center's shares,
+    through the literal sgns_loss."""
+    w_in, w_out, tokens, seq_ids, reach, negatives, shares, lr = batch
     pairs = _literal_lane_pairs(tokens, seq_ids, reach, WINDOW)
+    pool = negatives.shape[1]
     centers = np.zeros(MAX_PAIRS, np.int32)
     contexts = np.zeros(MAX_PAIRS, np.int32)
-    negs = np.zeros((MAX_PAIRS, NEGATIVES), np.int32)
+    negs = np.zeros((MAX_PAIRS, pool), np.int32)
+    weights = np.zeros((MAX_PAIRS, pool), np.float32)
     mask = np.zeros(MAX_PAIRS, np.float32)
     for i, (r, p, q) in enumerate(pairs):
         centers[i], contexts[i], negs[i], mask[i] = tokens[r, p], tokens[r, q], \
-            negatives[r, p - WINDOW], 1.0
-    _, (g_in, g_out) = _loss_grad(w_in, w_out, centers, contexts, negs, mask)
+            negatives[r], 1.0
+        weights[i] = shares[p - WINDOW]
+    _, (g_in, g_out) = _loss_grad(w_in, w_out, centers, contexts, negs, mask, weights)
     new_in, new_out = _center_step(jnp.asarray(w_in), jnp.asarray(w_out), tokens, seq_ids,
-                                   reach, negatives, lr, window=WINDOW)
+                                   reach, negatives, shares, lr, window=WINDOW)
     np.testing.assert_allclose(new_in, w_in - lr * np.asarray(g_in), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(new_out, w_out - lr * np.asarray(g_out), rtol=1e-5, atol=1e-5)
 
@@ -192,16 +203,32 @@ def test_center_scan_is_the_loop_of_steps(seed):
     w_in = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
     w_out = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
     cdf = jnp.linspace(1.0 / VOCAB, 1.0, VOCAB)
+    no_shares = np.zeros((CENTERS, 0), np.float32)
     scanned = _train_center_steps(jnp.asarray(w_in), jnp.asarray(w_out), tokens, seq_ids,
-                                  reach, lrs, cdf, jax.random.key(0), 0, WINDOW, CENTERS)
+                                  reach, lrs, cdf, jax.random.key(0), no_shares, WINDOW,
+                                  CENTERS)
     tables = (jnp.asarray(w_in), jnp.asarray(w_out))
-    no_negatives = np.zeros((LANES, CENTERS, 0), np.int32)
+    no_negatives = np.zeros((LANES, 0), np.int32)
     for s in range(steps):
         cut = slice(s * CENTERS, (s + 1) * CENTERS + 2 * WINDOW)
         tables = _center_step(*tables, tokens[:, cut], seq_ids[:, cut], reach[:, cut],
-                              no_negatives, lrs[s], window=WINDOW)
+                              no_negatives, no_shares, lrs[s], window=WINDOW)
     for got, want in zip(scanned, tables, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@given(st.sampled_from([1, 3, 16]), st.sampled_from([0, 1, 5]))
+def test_noise_shares(positions, negative):
+    """Lane: every center weights each of the lane's P·k draws by 1/P; center: its own k
+    draws by 1, the others' by 0. Both give each center a total weight of k."""
+    lane = noise_shares(positions, negative, "lane")
+    center = noise_shares(positions, negative, "center")
+    for p in range(positions):
+        for l in range(positions * negative):
+            assert lane[p, l] == np.float32(1 / positions)
+            assert center[p, l] == (1.0 if l // negative == p else 0.0)
+    np.testing.assert_allclose(lane.sum(1), negative, rtol=1e-6)
+    np.testing.assert_allclose(center.sum(1), negative)
 
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 5]), st.sampled_from([1, 7, 30]))

@@ -85,6 +85,7 @@ __all__ = [
     "draw_negatives",
     "keep_probabilities",
     "noise_distribution",
+    "noise_shares",
     "sgns_center_step",
     "sgns_loss",
     "sgns_step",
@@ -95,8 +96,9 @@ __all__ = [
 MIN_LR_RATIO = 1e-4
 """The learning rate never decays below ``lr0 · MIN_LR_RATIO`` (as in word2vec)."""
 
-NEGATIVES_PER = ("center", "pair")
-"""How noise ids are drawn: per center position (shared by its pairs) or per pair."""
+NEGATIVES_PER = ("lane", "center", "pair")
+"""How noise ids are drawn: per lane of centers (shared by all its pairs), per center
+position (shared by its pairs) or per pair."""
 
 LANE_POSITIONS = 16
 """Centers per lane per step in ``negatives_per="center"``: the logits of a lane are one
@@ -191,12 +193,19 @@ def window_pairs(tokens: np.ndarray, seq_ids: np.ndarray, reach: np.ndarray,
 
 
 def sgns_loss(w_in: jax.Array, w_out: jax.Array, centers: jax.Array, contexts: jax.Array,
-              negatives: jax.Array, mask: jax.Array) -> jax.Array:
-    """``Σ_i mask_i · ℓ(centers_i, contexts_i)`` with ``negatives int[B, k]`` (literal form)."""
+              negatives: jax.Array, mask: jax.Array,
+              noise_weights: jax.Array | None = None) -> jax.Array:
+    """``Σ_i mask_i · ℓ(centers_i, contexts_i)`` with ``negatives int[B, k]`` (literal form).
+
+    ``noise_weights f[B, k]`` (default all 1) weights each noise term:
+    ``ℓ_i = -log σ(u_o · v_c) - Σ_j a_ij [n_ij ≠ o] log σ(-u_{n_ij} · v_c)``.
+    """
     v = w_in[centers]
     pos = jnp.sum(v * w_out[contexts], -1)
     neg = jnp.einsum("bk,bnk->bn", v, w_out[negatives])
     keep = (negatives != contexts[:, None]).astype(v.dtype)
+    if noise_weights is not None:
+        keep = keep * noise_weights
     per_pair = -jax.nn.log_sigmoid(pos) - jnp.sum(keep * jax.nn.log_sigmoid(-neg), -1)
     return jnp.sum(mask * per_pair)
 
@@ -218,26 +227,45 @@ def sgns_step(w_in: jax.Array, w_out: jax.Array, centers: jax.Array, contexts: j
     return w_in.at[centers].add(-lr * grad_v), w_out.at[out_ids].add(-lr * grad_u)
 
 
+def noise_shares(positions: int, negative: int, negatives_per: str) -> np.ndarray:
+    """The weights ``a[P, N]`` with which center ``p`` of a lane uses noise id ``l`` of the
+    lane's ``N = P · k`` draws (:func:`sgns_center_step`):
+
+    * ``"lane"``: every center uses all ``N`` draws, each with weight ``k / N = 1 / P``;
+    * ``"center"``: center ``p`` uses only its own ``k`` draws ``p·k .. p·k + k - 1``,
+      each with weight 1.
+
+    Either way ``Σ_l a_pl = k``: a pair's noise term has the expectation of ``k`` draws.
+    """
+    if negatives_per == "lane":
+        return np.full((positions, positions * negative), 1.0 / positions, np.float32)
+    if negatives_per == "center":
+        return np.kron(np.eye(positions, dtype=np.float32), np.ones((1, negative), np.float32))
+    raise ValueError(f"noise_shares: negatives_per must be 'lane' or 'center', got "
+                     f"{negatives_per!r}")
+
+
 def sgns_center_step(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, seq_ids: jax.Array,
-                     reach: jax.Array, negatives: jax.Array, lr: jax.Array,
+                     reach: jax.Array, negatives: jax.Array, shares: jax.Array, lr: jax.Array,
                      window: int) -> tuple[jax.Array, jax.Array]:
-    """One SGD step on the pairs of ``R`` lanes of ``P`` centers, the ``k`` negatives of a
-    center shared by all its pairs (``negatives_per="center"``).
+    """One SGD step on the pairs of ``R`` lanes of ``P`` centers, whose noise is ``N`` ids
+    drawn per lane and shared among the lane's centers with weights ``shares f[P, N]``
+    (``negatives_per="lane"`` or ``"center"``, :func:`noise_shares`).
 
     ``tokens``, ``seq_ids``, ``reach`` are ``int[R, P + 2·window]``: columns ``window ..
     window + P - 1`` are the centers, the ``window`` columns on either side their halo of
     contexts; ``seq_ids < 0`` marks padding. Center column ``p`` pairs with column ``q`` when
-    ``0 < |q - p| <= reach[p]`` and ``seq_ids[q] = seq_ids[p] >= 0``; ``negatives int[R, P, k]``
-    are the center's noise ids. With ``m_p`` the center's number of contexts and
-    ``c_pl = Σ_q [pair (p, q)] [n_pl ≠ t_q]``, the loss is that of :func:`sgns_loss` on these
-    pairs with each pair's negatives those of its center,
+    ``0 < |q - p| <= reach[p]`` and ``seq_ids[q] = seq_ids[p] >= 0``; ``negatives int[R, N]``
+    are the lane's noise ids. With ``c_pl = Σ_q [pair (p, q)] [n_l ≠ t_q]`` (the center's
+    pairs whose context is not ``n_l``), the loss is that of :func:`sgns_loss` on these pairs,
+    every pair of center ``p`` carrying the lane's ``N`` noise ids with weights ``a_pl``:
 
-        L = Σ_(p,q) -log σ(u_{t_q}·v_{t_p}) - Σ_p Σ_l c_pl log σ(-u_{n_pl}·v_{t_p}),
+        L = Σ_(p,q) -log σ(u_{t_q}·v_{t_p}) - Σ_p Σ_l a_pl c_pl log σ(-u_{n_l}·v_{t_p}),
 
     and the step applies ``-lr ∇L`` row-sparsely: per center one ``v`` row, per column one
-    ``u`` row, per negative one ``u`` row — where the per-pair form scatters ``2 + k`` rows per
-    *pair*. The logits of a lane are one ``[P, K] × [K, P + 2·window]`` matrix product
-    (masked to the window band), so the positive part runs as dense level-3 BLAS.
+    ``u`` row, per noise id one ``u`` row — where the per-pair form scatters ``2 + k`` rows per
+    *pair*. The logits of a lane are two matrix products, ``[P, K] × [K, P + 2·window]``
+    (masked to the window band) and ``[P, K] × [K, N]``, so they run as dense level-3 BLAS.
     """
     tokens, seq_ids, reach = (jnp.asarray(a, jnp.int32) for a in (tokens, seq_ids, reach))
     num_cols = tokens.shape[1]
@@ -246,17 +274,19 @@ def sgns_center_step(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, seq_i
     center_seq = seq_ids[:, window:window + num_centers, None]
     dist = jnp.arange(num_cols)[None, :] - jnp.arange(window, window + num_centers)[:, None]
     pair = ((dist != 0) & (jnp.abs(dist) <= reach[:, window:window + num_centers, None])
-            & (seq_ids[:, None, :] == center_seq) & (center_seq >= 0))  # [R, P, P + 2W]
+            & (seq_ids[:, None, :] == center_seq) & (center_seq >= 0))  # [R, P, Q]
     v = w_in[centers]  # [R, P, K]
-    u = w_out[tokens]  # [R, P + 2W, K]
-    u_neg = w_out[negatives]  # [R, P, k, K]
+    u = w_out[tokens]  # [R, Q, K]
+    u_neg = w_out[negatives]  # [R, N, K]
     g_pos = jnp.where(pair, jax.nn.sigmoid(jnp.einsum("rpk,rqk->rpq", v, u)) - 1.0, 0.0)
-    same = pair[..., None] & (tokens[:, None, :, None] == negatives[:, :, None, :])
-    weight = jnp.sum(pair, -1)[..., None] - jnp.sum(same, 2)  # c_pl
-    g_neg = weight.astype(v.dtype) * jax.nn.sigmoid(jnp.einsum("rpk,rplk->rpl", v, u_neg))
-    grad_v = jnp.einsum("rpq,rqk->rpk", g_pos, u) + jnp.einsum("rpl,rplk->rpk", g_neg, u_neg)
+    pair_f = pair.astype(v.dtype)
+    hits = (tokens[:, :, None] == negatives[:, None, :]).astype(v.dtype)  # [R, Q, N]
+    count = jnp.sum(pair_f, -1)[..., None] - jnp.einsum("rpq,rql->rpl", pair_f, hits)  # c_pl
+    g_neg = (jnp.asarray(shares, v.dtype) * count
+             * jax.nn.sigmoid(jnp.einsum("rpk,rlk->rpl", v, u_neg)))
+    grad_v = jnp.einsum("rpq,rqk->rpk", g_pos, u) + jnp.einsum("rpl,rlk->rpk", g_neg, u_neg)
     grad_u = jnp.einsum("rpq,rpk->rqk", g_pos, v)
-    grad_neg = g_neg[..., None] * v[:, :, None, :]
+    grad_neg = jnp.einsum("rpl,rpk->rlk", g_neg, v)
     dim = v.shape[-1]
     out_ids = jnp.concatenate([tokens.reshape(-1), negatives.reshape(-1)])
     grad_out = jnp.concatenate([grad_u.reshape(-1, dim), grad_neg.reshape(-1, dim)])
@@ -310,21 +340,22 @@ def _train_steps(w_in: jax.Array, w_out: jax.Array, centers: jax.Array, contexts
     return w_in, w_out
 
 
-@partial(jax.jit, static_argnames=("negative", "window", "positions"), donate_argnums=(0, 1))
+@partial(jax.jit, static_argnames=("window", "positions"), donate_argnums=(0, 1))
 def _train_center_steps(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array,
                         seq_ids: jax.Array, reach: jax.Array, lrs: jax.Array, cdf: jax.Array,
-                        key: jax.Array, negative: int, window: int,
+                        key: jax.Array, shares: jax.Array, window: int,
                         positions: int) -> tuple[jax.Array, jax.Array]:
     """``S`` :func:`sgns_center_step` steps over lanes ``[R, S · positions + 2·window]``
-    (step ``s`` reads its window of columns), negatives drawn per center."""
+    (step ``s`` reads its window of columns), ``N = shares.shape[1]`` noise ids drawn per
+    lane."""
     lanes = tokens.shape[0]
 
     def step(tables: tuple[jax.Array, jax.Array], batch: tuple[Any, ...]) -> tuple[Any, None]:
         lr, s = batch
         cols = [jax.lax.dynamic_slice_in_dim(a, s * positions, positions + 2 * window, 1)
                 for a in (tokens, seq_ids, reach)]
-        neg = draw_negatives(jax.random.fold_in(key, s), cdf, (lanes, positions, negative))
-        return sgns_center_step(*tables, *cols, neg, lr, window), None
+        neg = draw_negatives(jax.random.fold_in(key, s), cdf, (lanes, shares.shape[1]))
+        return sgns_center_step(*tables, *cols, neg, shares, lr, window), None
 
     steps = jnp.arange(lrs.shape[0])
     (w_in, w_out), _ = jax.lax.scan(step, (w_in, w_out), (lrs, steps))
@@ -350,7 +381,7 @@ def train_skipgram(
     batch_size: int | None = None,
     chunk_tokens: int = 1 << 18,
     steps_per_call: int = 64,
-    negatives_per: str = "center",
+    negatives_per: str = "lane",
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Train SGNS on ``corpus``; returns ``(w_in, w_out)``, both ``float32[V, dim]``.
@@ -405,11 +436,13 @@ def train_skipgram(
     centers_per_step = max(1, round(int(batch_size) / (window + 1)))
     positions = min(LANE_POSITIONS, centers_per_step)
     lanes = -(-centers_per_step // positions)
+    shares = (jnp.asarray(noise_shares(positions, int(negative), negatives_per))
+              if negatives_per != "pair" else None)
     bounds = _chunk_bounds(corpus.offsets, chunk_tokens)
     call = 0
     for epoch in range(int(epochs)):
         for lo, hi in itertools.pairwise(bounds):
-            toks, seqs = _chunk(corpus, lo, hi, rng if negatives_per == "center" else None)
+            toks, seqs = _chunk(corpus, lo, hi, rng if negatives_per != "pair" else None)
             kept = rng.random(toks.size) < keep_prob[toks]
             toks, seqs = toks[kept], seqs[kept]
             reach = window - rng.integers(0, window, size=toks.size)
@@ -435,7 +468,7 @@ def train_skipgram(
                 else:
                     cols, r = _pack_lanes(lane_cols, lrs, s0, s1, positions, window)
                     w_in, w_out = _train_center_steps(w_in, w_out, *cols, r, cdf, step_key,
-                                                      int(negative), int(window), positions)
+                                                      shares, int(window), positions)
                 call += 1
             if progress is not None:
                 progress(epoch * total + hi, epochs * total)
