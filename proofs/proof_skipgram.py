@@ -9,6 +9,8 @@ Equations (:mod:`jaxembed.graph.skipgram`):
     a_pl = 1/P (lane) or [l in center p's own k] (center), Σ_l a_pl = k            (shares)
     lanes: every window pair is the pair of exactly one lane center column        (layout)
     pairs  = {(t_i, t_{i±d}) : 1 <= d <= reach_i, same sequence}                   (window)
+    reach_i = W - b_i, b_i ~ U{0..W-1}:  P(offset d used) = (W - d + 1) / W          (dynamic)
+    lr_s = lr0 · max(1 - (start + (s + 1/2)/n · span) / (epochs·T), 1e-4)            (schedule)
     P(n = w) = count(w)^0.75 / Σ count^0.75                                        (noise)
     keep(w) = min(1, (sqrt(f / (s·T)) + 1) · (s·T) / f)                            (subsampling)
 
@@ -26,6 +28,7 @@ some pairs are masked or padded, so every accumulation rule is hit.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
@@ -39,7 +42,9 @@ from jaxembed.graph.skipgram import (
     _train_center_steps,
     center_lanes,
     draw_negatives,
+    draw_reach,
     keep_probabilities,
+    learning_rates,
     noise_distribution,
     noise_shares,
     sgns_center_step,
@@ -281,3 +286,42 @@ def test_subsampling_keep_probability(counts, sample):
         else:
             ran = (math.sqrt(c / (sample * total)) + 1) * (sample * total) / c
             assert math.isclose(k, min(ran, 1.0), rel_tol=1e-12)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 5, 10]))
+def test_dynamic_window_uses_offset_d_with_probability_w_minus_d_plus_1_over_w(seed, window):
+    """On one long sequence of distinct ids, the share of interior centers that pair with their
+    neighbour at offset d (on one side) is (W - d + 1) / W, within 6 binomial sigmas; d > W
+    never pairs. This is gensim's and word2vec's reduced window, b ~ U{0..W-1}."""
+    rng = np.random.default_rng(seed)
+    length = 20_000
+    reach = draw_reach(rng, length, window)
+    assert reach.min() >= 1 and reach.max() <= window
+    tokens = np.arange(length, dtype=np.int32)
+    centers, contexts = window_pairs(tokens, np.zeros(length, np.int64), reach, window)
+    forward = contexts - centers
+    interior = (centers >= window) & (centers < length - window)
+    n = length - 2 * window
+    for d in range(1, window + 2):
+        used = int(np.sum(interior & (forward == d)))
+        p = max(window - d + 1, 0) / window
+        assert abs(used - n * p) <= 6 * math.sqrt(n * p * (1 - p)) + 1e-9, (d, used, n * p)
+
+
+@given(st.floats(1e-3, 1.0), st.integers(1, 4), st.integers(1, 5), st.integers(1, 40))
+def test_learning_rates_decay_linearly_over_all_tokens(lr, epochs, chunks, steps):
+    """Chunks of a run (each ``span`` tokens, ``steps`` steps) get the literal
+    lr0 · max(1 - (start + (s + 1/2)/n · span)/(epochs · T), 1e-4); over the run the rates
+    fall monotonically from about lr0 to about 0, and their mean is lr0 / 2 (a linear ramp)."""
+    span = 1000
+    total = epochs * chunks * span
+    run = []
+    for c in range(epochs * chunks):
+        got = learning_rates(lr, c * span, span, steps, total)
+        for s_, value in enumerate(got.tolist()):
+            done = c * span + (s_ + 0.5) / steps * span
+            assert math.isclose(value, lr * max(1 - done / total, 1e-4), rel_tol=1e-12)
+        run += got.tolist()
+    assert all(a >= b for a, b in itertools.pairwise(run))
+    assert run[0] <= lr and run[0] >= lr * (1 - 1 / (epochs * chunks * steps))
+    assert math.isclose(float(np.mean(run)), lr / 2, rel_tol=1e-3, abs_tol=1e-12)

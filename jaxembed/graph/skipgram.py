@@ -83,7 +83,9 @@ __all__ = [
     "Corpus",
     "center_lanes",
     "draw_negatives",
+    "draw_reach",
     "keep_probabilities",
+    "learning_rates",
     "noise_distribution",
     "noise_shares",
     "sgns_center_step",
@@ -169,6 +171,30 @@ def keep_probabilities(counts: Any, sample: float) -> np.ndarray:
     with np.errstate(divide="ignore"):
         keep = (np.sqrt(counts / threshold) + 1.0) * threshold / counts
     return np.minimum(np.nan_to_num(keep, nan=1.0, posinf=1.0), 1.0)
+
+
+def draw_reach(rng: np.random.Generator, size: int, window: int) -> np.ndarray:
+    """word2vec's dynamic window: each center's reduced window ``window - b``,
+    ``b ~ Uniform{0..window-1}``, as ``int64[size]``.
+
+    A context at offset ``d`` (``1 <= d <= window``) on either side is then used with
+    probability ``P(reach >= d) = (window - d + 1) / window``, so the expected number of pairs
+    per interior center is ``window + 1``.
+    """
+    return window - rng.integers(0, window, size=size)
+
+
+def learning_rates(lr: float, start: int, span: int, n_steps: int, total: int) -> np.ndarray:
+    """The learning rate of each of ``n_steps`` steps that train raw tokens
+    ``start .. start + span`` of ``total = epochs · T``: linear decay at the step's midpoint,
+
+        lr_s = lr · max(1 - (start + (s + 1/2) / n_steps · span) / total, MIN_LR_RATIO),
+
+    as word2vec and gensim decay ``alpha`` with the fraction of words processed (gensim ends
+    at ``min_alpha = 1e-4``, i.e. ``lr · 0.004``; the floor here is ``lr · 1e-4``).
+    """
+    frac = (np.arange(n_steps) + 0.5) / max(n_steps, 1)
+    return lr * np.maximum(1.0 - (start + frac * span) / total, MIN_LR_RATIO)
 
 
 def window_pairs(tokens: np.ndarray, seq_ids: np.ndarray, reach: np.ndarray,
@@ -445,7 +471,7 @@ def train_skipgram(
             toks, seqs = _chunk(corpus, lo, hi, rng if negatives_per != "pair" else None)
             kept = rng.random(toks.size) < keep_prob[toks]
             toks, seqs = toks[kept], seqs[kept]
-            reach = window - rng.integers(0, window, size=toks.size)
+            reach = draw_reach(rng, toks.size, window)
             start = epoch * total + lo
             if negatives_per == "pair":
                 centers, contexts = window_pairs(toks, seqs, reach, window)
@@ -455,9 +481,7 @@ def train_skipgram(
             else:
                 lane_cols = center_lanes(toks, seqs, reach, window, lanes, positions)
                 n_steps = (lane_cols[0].shape[1] - 2 * window) // positions
-            frac = (np.arange(n_steps) + 0.5) / max(n_steps, 1)
-            lrs = lr * np.maximum(1.0 - (start + frac * (hi - lo)) / (epochs * total),
-                                  MIN_LR_RATIO)
+            lrs = learning_rates(lr, start, hi - lo, n_steps, epochs * total)
             for s0 in range(0, n_steps, steps_per_call):
                 s1 = min(n_steps, s0 + steps_per_call)
                 step_key = jax.random.fold_in(k_neg, call)
