@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, help="bags per batch B")
     bench.add_argument("--width", type=int, help="ids per bag L")
     bench.add_argument("--repeats", type=int, help="timed repetitions (median reported)")
+    bench.add_argument("--nodes", type=int, help="graph: nodes of the generated graph")
+    bench.add_argument("--seeds", type=int,
+                       help="graph: also macro-F1 on the same walks over this many seeds")
     bench.set_defaults(handler=_bench)
     return parser
 
