@@ -24,7 +24,7 @@ with ``v`` the input table ("syn0", the embeddings returned) and ``u`` the outpu
 **Batched, row-sparse SGD.** Each step computes the gradient of its pairs' summed loss from
 the tables as they were before the step, and only for the rows it touches, then scatter-adds
 ``-lr ·`` it into the donated tables (repeated rows add up) — never a dense ``V×K`` gradient.
-Many steps run per ``jit`` call (``lax.scan``). Two ways to draw the noise
+Many steps run per ``jit`` call (``lax.scan``). Three ways to draw the noise
 (``negatives_per``):
 
 * ``"pair"`` — word2vec's exact form: each pair draws its own ``k`` negatives. Pairs are
@@ -36,23 +36,28 @@ Many steps run per ``jit`` call (``lax.scan``). Two ways to draw the noise
 
   A step gathers and scatters ``2 + k`` table rows per *pair*; on a CPU, XLA's scatter-add
   and gather of those rows are most of the time.
-* ``"center"`` (default) — negatives shared per center, in the spirit of Ji et al.'s
-  HogBatch (they share a window's negatives to turn SGNS into matrix products): center ``p``
-  draws ``k`` negatives used by all its ``m_p`` pairs, so its noise term is
-  ``Σ_l c_pl log σ(-u_{n_l} · v_p)`` with ``c_pl = Σ_o [n_l ≠ o]`` (≈ ``m_p``). Per pair
-  the expected loss and gradient are those of the per-pair form (each pair's negatives are
-  still ``k`` draws from ``P_n``); only their correlation within a center differs. The token
-  stream (sequences shuffled within a chunk) is cut into lanes of consecutive positions
-  (:func:`center_lanes`); a step takes ``LANE_POSITIONS`` centers per lane with their window
-  as halo, computes a lane's logits as one ``[P, K] × [K, P + 2·window]`` matrix product
-  masked to the window band, and touches per *center* one ``v`` row, ``k`` noise rows and
-  about one context row (:func:`sgns_center_step`) — ``window + 1`` times fewer rows than the
-  per-pair form at the same number of pairs. Measured on 2 CPU cores it trains about 5× faster
-  than ``"pair"`` with the same node-classification F1 and word-neighbour purity
-  (``docs/benchmarks.md``).
+* ``"lane"`` (default) — negatives shared by a lane of centers, in the spirit of Ji et al.'s
+  HogBatch (they share negatives to turn SGNS into matrix products). The token stream
+  (sequences shuffled within a chunk) is cut into lanes of consecutive positions
+  (:func:`center_lanes`); a step takes ``P = LANE_POSITIONS`` centers per lane with their
+  window as halo. The lane draws ``N = P·k`` noise ids and center ``p`` uses all of them with
+  weight ``a_pl = 1/P`` (:func:`noise_shares`), so its noise term is
+  ``Σ_l a_pl c_pl log σ(-u_{n_l} · v_p)`` with ``c_pl = Σ_o [n_l ≠ o]`` (≈ ``m_p``, its
+  number of pairs). Per pair the expected loss and gradient are those of the per-pair form
+  (``k/N`` times ``N`` draws from ``P_n``), with the variance of ``N`` draws. A lane's logits
+  are two matrix products, ``[P, K] × [K, P + 2·window]`` masked to the window band and
+  ``[P, K] × [K, N]``; a step touches per *center* one ``v`` row, ``k`` noise rows and about
+  one context row (:func:`sgns_center_step`) — ``window + 1`` times fewer rows than the
+  per-pair form at the same number of pairs.
+* ``"center"`` — the same step with each center's own ``k`` draws (``a_pl = 1`` for them,
+  0 for the others'), shared by its ``m_p`` pairs: unbiased too, but the whole noise
+  gradient of a center rests on ``k`` draws weighted ``m_p`` each. It was the default until
+  issue 16 found it 0.06-0.07 macro-F1 below gensim on hard block models, where ``"lane"``
+  matches gensim (``docs/graph.md``).
 
 ``proofs/proof_skipgram.py`` proves both steps equal to ``table - lr · jax.grad`` of their
-literal loss (:func:`sgns_loss` over the listed pairs) and the lanes to list every window pair
+literal loss (:func:`sgns_loss` over the listed pairs, with any non-negative shares) and the
+lanes to list every window pair
 exactly once. Compared with word2vec's one-pair-at-a-time Hogwild updates, a batch sums the
 updates of a row that occurs several times; the default batch size is capped at ``4 · V``
 pairs so that, on average, a row is touched a handful of times per step even for tiny
