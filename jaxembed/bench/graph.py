@@ -8,8 +8,9 @@ in the same run:
    parallel; first call = compile + run) against PecanPy's ``SparseOTF`` (numba, ``workers``
    threads; its first call compiles too);
 2. **skip-gram training** on the same walks — :func:`jaxembed.graph.train_skipgram` (default
-   ``negatives_per="center"``; with ``per_pair=True`` also word2vec's exact per-pair
-   negatives) against gensim ``Word2Vec(sg=1, workers=2)``, same hyperparameters;
+   ``negatives_per="lane"``; with ``per_pair=True`` also the per-center form, the default
+   before, and word2vec's exact per-pair negatives) against gensim
+   ``Word2Vec(sg=1, workers=2)``, same hyperparameters;
 3. **node2vec end to end** (warm walks + warm training) and the **macro-F1** of one-vs-rest
    logistic regression on the block labels (half the nodes for training) — ours against
    PecanPy walks + gensim, and our walks + gensim (to tell walk quality from training).
@@ -131,8 +132,12 @@ def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length
     _, sg_cold = _timed(lambda: train_skipgram(corpus, key, **hyper))
     (emb, _), sg_warm = _timed(lambda: train_skipgram(corpus, jax.random.fold_in(key, 1),
                                                       **hyper))
-    pair_emb = pair_cold = pair_warm = None
+    pair_emb = pair_cold = pair_warm = center_cold = center_warm = None
     if per_pair:
+        _, center_cold = _timed(lambda: train_skipgram(corpus, key, negatives_per="center",
+                                                       **hyper))
+        _, center_warm = _timed(lambda: train_skipgram(
+            corpus, jax.random.fold_in(key, 1), negatives_per="center", **hyper))
         _, pair_cold = _timed(lambda: train_skipgram(corpus, key, negatives_per="pair",
                                                      **hyper))
         (pair_emb, _), pair_warm = _timed(lambda: train_skipgram(
@@ -156,6 +161,9 @@ def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length
     print(f"{'trainer':<34}{'cold s':>9}{'warm s':>9}{'k tok/s':>11}{'warm / peer':>13}")
     print(f"{'jaxembed train_skipgram':<34}{sg_cold:>9.2f}{sg_warm:>9.2f}"
           f"{tokens / sg_warm / 1e3:>11.0f}{_ratio(sg_warm, gensim_s):>13}")
+    if center_warm is not None:
+        print(f"{'  ... negatives per center':<34}{center_cold:>9.2f}{center_warm:>9.2f}"
+              f"{tokens / center_warm / 1e3:>11.0f}{_ratio(center_warm, gensim_s):>13}")
     if pair_warm is not None:
         print(f"{'  ... negatives per pair':<34}{pair_cold:>9.2f}{pair_warm:>9.2f}"
               f"{tokens / pair_warm / 1e3:>11.0f}{_ratio(pair_warm, gensim_s):>13}")
