@@ -19,6 +19,7 @@ from jaxembed.graph.evaluate import (
 from jaxembed.graph.generate import (
     LabelledGraph,
     karate_club,
+    lfr_graph,
     small_labelled_graphs,
     stochastic_block_model,
     triangle_pairs,
@@ -217,3 +218,22 @@ def test_splits_do_not_replay_the_sbm_node_order(seed):
     emb = np.eye(4)[labels] * 3.0  # a perfect embedding of the blocks
     scores = node_classification(emb, labels, train_fractions=(0.5,), repeats=3, seed=seed)
     assert scores[0.5]["macro_f1"] == 1.0
+
+
+def test_lfr_graph_labels_are_its_communities():
+    import networkx as nx
+
+    g = lfr_graph(300, 0.3, seed=2, min_community=30, max_community=80)
+    a = lfr_graph(300, 0.3, seed=2, min_community=30, max_community=80)
+    np.testing.assert_array_equal(g.src, a.src)
+    np.testing.assert_array_equal(g.labels, a.labels)
+    assert g.num_nodes == 300 and np.all(g.src < g.dst)
+    assert g.classes == [f"c{i}" for i in range(g.labels.max() + 1)]
+    ref = nx.LFR_benchmark_graph(300, 3.0, 1.5, 0.3, average_degree=10, max_degree=50,
+                                 min_community=30, max_community=80, seed=2)
+    for v in range(0, 300, 7):  # nodes in one community share a label, others do not
+        members = ref.nodes[v]["community"]
+        assert all(g.labels[u] == g.labels[v] for u in members)
+        assert np.sum(g.labels == g.labels[v]) == len(members)
+    with pytest.raises(ValueError, match="mu"):
+        lfr_graph(100, 1.5)
