@@ -54,8 +54,8 @@ __all__ = [
     "link_prediction",
     "node_classification",
     "sample_non_edges",
-    "split_rng",
     "split_edges",
+    "split_rng",
 ]
 
 EDGE_OPERATORS = {
