@@ -421,11 +421,14 @@ def train_skipgram(
     pairs per SGD step. Sequences are processed in chunks of about ``chunk_tokens`` tokens.
     ``negatives_per`` chooses how noise is drawn:
 
-    * ``"center"`` (default): ``negative`` ids per center position, shared by all the pairs
-      of that center (:func:`sgns_center_step`); a step covers about
+    * ``"lane"`` (default): ``LANE_POSITIONS · negative`` ids per lane of consecutive
+      centers, shared by all the lane's pairs with weight ``1 / LANE_POSITIONS``
+      (:func:`sgns_center_step`, :func:`noise_shares`); a step covers about
       ``batch_size / (window + 1)`` centers (the mean number of pairs per center is
       ``window + 1``), laid out in lanes of consecutive positions (sequence order shuffled
       within a chunk);
+    * ``"center"``: the same lanes, ``negative`` ids per center position shared by that
+      center's pairs (the default before issue 16: noisier, and worse on hard graphs);
     * ``"pair"``: ``negative`` fresh ids per pair, exactly as word2vec (:func:`sgns_step`),
       ``batch_size`` pairs per step, shuffled within a chunk.
 
