@@ -175,7 +175,8 @@ def _builtin_index(args: argparse.Namespace) -> Any:
     retriever = _general_retriever(args)
     print(f"building the built-in index in {folder} (once)", file=sys.stderr)
     index = SentenceIndex(retriever.model, corpus_module.builtin_corpus(),
-                          weight=retriever.weight)
+                          weight=retriever.weight,
+                          stop_words=retriever.stop_words)
     index.save(folder)
     return index
 
@@ -233,7 +234,8 @@ def run_index(args: argparse.Namespace) -> int:
         retriever = _general_retriever(args).fit(
             documents, epochs=args.fine_tune_epochs, min_pairs=args.min_pairs,
             key=jax.random.key(args.seed), progress=True)
-    index = SentenceIndex(retriever.model, corpus, weight=retriever.weight)
+    index = SentenceIndex(retriever.model, corpus, weight=retriever.weight,
+                          stop_words=retriever.stop_words)
     index.save(args.out)
     print(f"indexed {len(corpus)} sentences from {len(corpus.doc_names)} file(s) into "
           f"{args.out}", file=sys.stderr)

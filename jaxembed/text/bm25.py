@@ -17,7 +17,8 @@ the sum over the query's distinct terms (a repeated query term counts as often a
 Robertson's query-frequency factor with :math:`k_3 \to \infty`). The idf is the
 Robertson–Spärck Jones weight with Lucene's ``1 +`` inside the logarithm, so it is positive
 even for a term in more than half the texts. A query term the collection never holds adds 0.
-Defaults :math:`k_1 = 1.2`, :math:`b = 0.75`.
+Defaults :math:`k_1 = 1.2`, :math:`b = 0.75`. Optionally, stop words are left out of the
+texts before anything is counted (the formula is unchanged, over fewer tokens).
 
 **The fast form.** Every factor but :math:`c_q(t)` depends on the collection alone, so the
 collection becomes one sparse matrix :math:`W \in \mathbb{R}^{N \times V}` (:math:`V`: the
@@ -52,16 +53,33 @@ from scipy import sparse
 from jaxembed._validate import text_list
 from jaxembed.encoding.segment import Segmenter
 
-__all__ = ["BM25", "bm25_literal", "bm25_scores", "tokenize"]
+__all__ = ["BM25", "ENGLISH_STOP_WORDS", "bm25_literal", "bm25_scores", "tokenize"]
+
+ENGLISH_STOP_WORDS: frozenset[str] = frozenset("""
+a about above after again against all am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further
+had has have having he her here hers herself him himself his how i if in into is it its itself
+just me more most my myself no nor not now of off on once only or other our ours ourselves out
+over own same she should so some such than that the their theirs them themselves then there
+these they this those through to too under until up very was we were what when where which
+while who whom why will with would you your yours yourself yourselves
+""".split())
+"""Function words a question is full of ("how do I ... a ..."): ``BM25(stop_words=...)`` can
+leave them out of queries and documents alike."""
 
 
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """Each text's tokens (:class:`~jaxembed.encoding.segment.Segmenter`)."""
+def tokenize(texts: Sequence[str],
+             stop_words: frozenset[str] | None = None) -> list[list[str]]:
+    """Each text's tokens (:class:`~jaxembed.encoding.segment.Segmenter`), without the
+    ``stop_words``."""
     texts = text_list(texts, "texts")
     if not texts:
         return []
     tokens, offsets = Segmenter().batch(texts)
-    return [tokens[offsets[i]: offsets[i + 1]] for i in range(len(texts))]
+    out = [tokens[offsets[i]: offsets[i + 1]] for i in range(len(texts))]
+    if stop_words:
+        out = [[t for t in words if t not in stop_words] for words in out]
+    return out
 
 
 def _check_parameters(k1: float, b: float) -> tuple[float, float]:
@@ -80,14 +98,18 @@ class BM25:
         documents: the collection (the candidates ranked later).
         k1: term-frequency saturation, :math:`k_1 \\ge 0`.
         b: length normalisation, :math:`0 \\le b \\le 1`.
+        stop_words: tokens left out of documents and queries (e.g.
+            :data:`ENGLISH_STOP_WORDS`); none by default.
     """
 
-    def __init__(self, documents: Sequence[str], *, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, documents: Sequence[str], *, k1: float = 1.2, b: float = 0.75,
+                 stop_words: frozenset[str] | None = None) -> None:
         self.k1, self.b = _check_parameters(k1, b)
+        self.stop_words = frozenset(stop_words or ())
         documents = text_list(documents, "documents")
         if not documents:
             raise ValueError("BM25 needs at least one document")
-        docs = tokenize(documents)
+        docs = tokenize(documents, self.stop_words)
         flat = [t for d in docs for t in d]
         vocab, term_ids = np.unique(np.array(flat, dtype=object), return_inverse=True)
         self.vocabulary: dict[str, int] = {t: i for i, t in enumerate(vocab.tolist())}
@@ -113,7 +135,7 @@ class BM25:
     def query_counts(self, queries: Sequence[str]) -> sparse.csr_matrix:
         """:math:`C`, ``[Q, V]``: each query's counts of the collection's terms."""
         rows, cols = [], []
-        for i, tokens in enumerate(tokenize(queries)):
+        for i, tokens in enumerate(tokenize(queries, self.stop_words)):
             for t in tokens:
                 j = self.vocabulary.get(t)
                 if j is not None:
@@ -131,9 +153,9 @@ class BM25:
 
 
 def bm25_scores(queries: Sequence[str], documents: Sequence[str], *, k1: float = 1.2,
-                b: float = 0.75) -> np.ndarray:
+                b: float = 0.75, stop_words: frozenset[str] | None = None) -> np.ndarray:
     """``f64[Q, N]`` BM25 of each query against each document, statistics from ``documents``."""
-    return BM25(documents, k1=k1, b=b).scores(queries)
+    return BM25(documents, k1=k1, b=b, stop_words=stop_words).scores(queries)
 
 
 def bm25_literal(queries: Sequence[Sequence[str]], documents: Sequence[Sequence[str]], *,

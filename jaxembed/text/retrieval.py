@@ -95,9 +95,9 @@ def evaluate_rankings(retriever: Retriever, statements: Sequence[str],
     The candidates are the distinct ``responses`` (the statement itself left out of its own
     ranking, as in :func:`evaluate_next_sentence`). Rankings: the retriever's ``"dense"``,
     ``"bm25"`` and ``"hybrid"`` scores (:meth:`Retriever.score`, BM25 statistics from the
-    candidates) and scikit-learn's ``TfidfVectorizer`` cosine (defaults, fitted on the
-    statements and candidates). Returns ``{"queries": P, "candidates": C, ranking:
-    ranking_metrics(...)}``.
+    candidates, with the retriever's stop words) and scikit-learn's ``TfidfVectorizer``
+    cosine (defaults, fitted on the statements and candidates). Returns ``{"queries": P,
+    "candidates": C, ranking: ranking_metrics(...)}``.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
 

@@ -46,7 +46,7 @@ import numpy as np
 from jax import lax
 
 from jaxembed._atomic import write_bytes, write_text
-from jaxembed.text.bm25 import BM25
+from jaxembed.text.bm25 import BM25, ENGLISH_STOP_WORDS
 from jaxembed.text.corpus import Corpus
 from jaxembed.text.hybrid import RANKINGS, hybrid_scores
 from jaxembed.text.retrieval_model import RetrievalModel
@@ -174,10 +174,11 @@ class SentenceIndex:
         vectors: ``f32[N, D]`` response vectors of ``corpus.sentences`` (computed if ``None``).
         chunk_size: candidates per chunk of the top-k scan.
         weight: BM25's weight :math:`w` in the hybrid score.
+        stop_words: BM25 leaves out :data:`~jaxembed.text.bm25.ENGLISH_STOP_WORDS`.
     """
 
     def __init__(self, model: RetrievalModel, corpus: Corpus, vectors: Any = None, *,
-                 chunk_size: int = 65536, weight: float = 1.0) -> None:
+                 chunk_size: int = 65536, weight: float = 1.0, stop_words: bool = True) -> None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         if vectors is None:
@@ -191,6 +192,7 @@ class SentenceIndex:
         self.corpus = corpus
         self.vectors = vectors
         self.weight = float(weight)
+        self.stop_words = bool(stop_words)
         self.unique = first_occurrences(corpus.sentences)
         self.chunk_size = min(chunk_size, max(len(self.unique), 1))
         self._chunks = pad_to_chunks(vectors[self.unique], self.chunk_size)
@@ -198,7 +200,8 @@ class SentenceIndex:
 
     def _lexical(self) -> BM25:
         if self._bm25 is None:
-            self._bm25 = BM25([self.corpus.sentences[i] for i in self.unique])
+            self._bm25 = BM25([self.corpus.sentences[i] for i in self.unique],
+                              stop_words=ENGLISH_STOP_WORDS if self.stop_words else None)
         return self._bm25
 
     def __len__(self) -> int:
@@ -251,7 +254,7 @@ class SentenceIndex:
         np.savez(buffer, vectors=self.vectors, doc_ids=np.asarray(self.corpus.doc_ids))
         write_bytes(folder / "vectors.npz", buffer.getvalue())
         payload = {"sentences": self.corpus.sentences, "doc_names": self.corpus.doc_names,
-                   "weight": self.weight}
+                   "weight": self.weight, "stop_words": self.stop_words}
         write_text(folder / "sentences.json", json.dumps(payload, ensure_ascii=False) + "\n")
 
     @classmethod
@@ -267,4 +270,5 @@ class SentenceIndex:
         corpus = Corpus(list(payload["sentences"]), doc_ids.astype(np.int64),
                         list(payload["doc_names"]))
         return cls(RetrievalModel.load(folder / "model"), corpus, vectors,
-                   chunk_size=chunk_size, weight=float(payload.get("weight", 1.0)))
+                   chunk_size=chunk_size, weight=float(payload.get("weight", 1.0)),
+                   stop_words=bool(payload.get("stop_words", False)))

@@ -6,7 +6,7 @@ on *new* text by itself: most of a new document's rare words never trained. So
 offline — the reference topics and the docstrings of the standard library and of every
 installed package (:func:`~jaxembed.text.corpus.general_documents`, a few hundred thousand
 sentence pairs) — once, and caches it (``~/.cache/jaxembed``, ``$XDG_CACHE_HOME`` honoured;
-keyed by its options, the Python version and the installed distributions). A held-out 5 % of
+keyed by its options and the Python version). A held-out 5 % of
 the modules is never trained on: ``jaxembed bench retrieval`` measures on it.
 
 :meth:`Retriever.fit` fine-tunes a copy on a user's documents (their (sentence, next
@@ -14,7 +14,8 @@ sentence) pairs) when they hold at least ``min_pairs`` pairs, and :meth:`Retriev
 ranks candidates by
 
 * ``"dense"`` — :math:`u_Q(q)^\top u_R(d)` (:mod:`jaxembed.text.retrieval_model`);
-* ``"bm25"`` — Okapi BM25 with the candidates as the collection (:mod:`jaxembed.text.bm25`);
+* ``"bm25"`` — Okapi BM25 with the candidates as the collection, English stop words left
+  out (:mod:`jaxembed.text.bm25`);
 * ``"hybrid"`` (default) — :math:`z(s_D) + w\, z(s_{BM25})`, each standardized per query,
   :math:`w` tuned on pairs of documents the encoder did not train on
   (:mod:`jaxembed.text.hybrid`).
@@ -42,7 +43,7 @@ import numpy as np
 
 from jaxembed._atomic import write_text
 from jaxembed._validate import text_list
-from jaxembed.text.bm25 import BM25
+from jaxembed.text.bm25 import BM25, ENGLISH_STOP_WORDS
 from jaxembed.text.corpus import Corpus, general_documents, held_out_module
 from jaxembed.text.hybrid import RANKINGS, hybrid_scores, tune_weight
 from jaxembed.text.retrieval_model import RetrievalModel, train_dual_encoder
@@ -98,12 +99,11 @@ class GeneralConfig:
     validation_pairs: int = 1000
 
     def key(self) -> str:
-        """A short digest of the options, the Python version, the format and (with
-        ``packages``) the installed distributions."""
+        """A short digest of the options, the Python version and the format. (Installing a
+        package changes the text the encoder would train on, but does not invalidate the
+        cache: delete the folder to rebuild.)"""
         payload = {**dataclasses.asdict(self), "format": FORMAT,
                    "python": f"{sys.version_info.major}.{sys.version_info.minor}"}
-        if self.packages:
-            payload["distributions"] = _distributions()
         text = json.dumps(payload, sort_keys=True)
         return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
@@ -148,19 +148,30 @@ class Retriever:
         weight: :math:`w`, BM25's weight in the hybrid score.
         k1: BM25's :math:`k_1`.
         b: BM25's :math:`b`.
+        stop_words: BM25 leaves out :data:`~jaxembed.text.bm25.ENGLISH_STOP_WORDS`.
     """
 
     def __init__(self, model: RetrievalModel, *, weight: float = 1.0, k1: float = 1.2,
-                 b: float = 0.75) -> None:
+                 b: float = 0.75, stop_words: bool = True) -> None:
         hybrid_scores(np.zeros((1, 1)), np.zeros((1, 1)), weight)  # checks the weight
         self.model = model
         self.weight = float(weight)
         self.k1 = float(k1)
         self.b = float(b)
+        self.stop_words = bool(stop_words)
 
     def __repr__(self) -> str:
         return (f"Retriever(dim={self.model.dim}, weight={self.weight}, k1={self.k1}, "
-                f"b={self.b})")
+                f"b={self.b}, stop_words={self.stop_words})")
+
+    def bm25(self, candidates: Sequence[str]) -> BM25:
+        """BM25 with ``candidates`` as the collection and this retriever's parameters."""
+        return BM25(candidates, k1=self.k1, b=self.b,
+                    stop_words=ENGLISH_STOP_WORDS if self.stop_words else None)
+
+    def _options(self) -> dict[str, Any]:
+        return {"weight": self.weight, "k1": self.k1, "b": self.b,
+                "stop_words": self.stop_words}
 
     # --- scoring ---------------------------------------------------------------------------
     def dense_scores(self, queries: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
@@ -179,7 +190,7 @@ class Retriever:
             return np.zeros((len(queries), len(candidates)))
         if ranking == "dense":
             return np.asarray(self.dense_scores(queries, candidates), np.float64)
-        lexical = BM25(candidates, k1=self.k1, b=self.b).scores(queries)
+        lexical = self.bm25(candidates).scores(queries)
         if ranking == "bm25":
             return lexical
         return hybrid_scores(self.dense_scores(queries, candidates), lexical, self.weight)
@@ -196,12 +207,12 @@ class Retriever:
         corpus = Corpus.from_documents(list(documents))
         statements, responses = unique_pairs(corpus)
         if len(statements) < max(min_pairs, 2) or epochs == 0:
-            return Retriever(self.model, weight=self.weight, k1=self.k1, b=self.b)
+            return Retriever(self.model, **self._options())
         key = jax.random.key(0) if key is None else key
         model, _ = train_dual_encoder(statements, responses, key, epochs=epochs,
                                       learning_rate=learning_rate, batch_size=batch_size,
                                       init=self.model, progress=progress)
-        return Retriever(model, weight=self.weight, k1=self.k1, b=self.b)
+        return Retriever(model, **self._options())
 
     @classmethod
     def build_general(cls, config: GeneralConfig | None = None, *,
@@ -233,10 +244,11 @@ class Retriever:
             position = {c: i for i, c in enumerate(candidates)}
             targets = np.array([position[y] for _, y in valid])
             dense = retriever.dense_scores(queries, candidates)
-            lexical = BM25(candidates).scores(queries)
+            lexical = retriever.bm25(candidates).scores(queries)
             weight = tune_weight(dense, lexical, targets)
         retriever.weight = weight
-        return retriever, {"train_pairs": len(statements), "validation_pairs": len(valid),
+        return retriever, {"distributions": len(_distributions()),
+                           "train_pairs": len(statements), "validation_pairs": len(valid),
                            "losses": losses, "weight": weight, "held_out_pairs": held}
 
     @classmethod
@@ -277,11 +289,10 @@ class Retriever:
     # --- files -----------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike, *, summary: dict[str, Any] | None = None) -> None:
         """Write ``folder/model/`` and ``folder/retriever.json`` (the weight and BM25's
-        parameters; written last, so a folder with it is whole)."""
+        options; written last, so a folder with it is whole)."""
         folder = Path(folder)
         self.model.save(folder / "model")
-        payload = {"format": FORMAT, "weight": self.weight, "k1": self.k1, "b": self.b,
-                   "summary": summary or {}}
+        payload = {"format": FORMAT, **self._options(), "summary": summary or {}}
         write_text(folder / "retriever.json", json.dumps(payload, indent=1) + "\n")
 
     @classmethod
@@ -294,4 +305,4 @@ class Retriever:
                                     "missing")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         return cls(RetrievalModel.load(folder / "model"), weight=meta["weight"],
-                   k1=meta["k1"], b=meta["b"])
+                   k1=meta["k1"], b=meta["b"], stop_words=meta.get("stop_words", False))
