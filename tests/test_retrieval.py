@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import jax
 import jax.numpy as jnp
@@ -433,8 +434,9 @@ def test_builtin_search_answers_plain_questions(tiny_cache):
 GENERAL_CACHED = (Retriever.cache_dir() / "retriever.json").is_file()
 
 
-@pytest.mark.skipif(not GENERAL_CACHED, reason="the full general encoder is not cached here "
-                    "(build it with `jaxembed search QUERY` once)")
+@pytest.mark.skipif(not (GENERAL_CACHED and os.environ.get("JAXEMBED_GENERAL_TESTS")),
+                    reason="set JAXEMBED_GENERAL_TESTS=1 with the general encoder cached "
+                    "(`jaxembed search QUERY` builds it once; the test takes about a minute)")
 def test_builtin_search_with_the_general_encoder():
     """With the real general encoder: the issue's query no longer returns ctypes/distutils
     internals first, and each plain question's best hit is on topic."""
