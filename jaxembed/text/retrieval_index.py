@@ -195,7 +195,8 @@ class SentenceIndex:
         self.stop_words = bool(stop_words)
         self.unique = first_occurrences(corpus.sentences)
         self.chunk_size = min(chunk_size, max(len(self.unique), 1))
-        self._chunks = pad_to_chunks(vectors[self.unique], self.chunk_size)
+        self._distinct_vectors = vectors[self.unique]
+        self._chunks = pad_to_chunks(self._distinct_vectors, self.chunk_size)
         self._bm25: BM25 | None = None
 
     def _lexical(self) -> BM25:
@@ -231,8 +232,7 @@ class SentenceIndex:
             if ranking == "bm25":
                 full = lexical
             else:
-                dense = np.asarray(self.model.encode_queries(queries), np.float64) @ (
-                    self.vectors[self.unique].astype(np.float64).T)
+                dense = self.model.encode_queries(queries) @ self._distinct_vectors.T
                 full = hybrid_scores(dense, lexical, self.weight)
             ids = np.argsort(-full, axis=1, kind="stable")[:, :k]
             scores = np.take_along_axis(full, ids, axis=1)
