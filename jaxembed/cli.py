@@ -159,7 +159,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- bench
-BENCH_OPTIONS = ("vocab", "features", "batch", "width", "repeats")
+BENCH_OPTIONS = ("vocab", "features", "batch", "width", "repeats", "nodes", "seeds")
 OWN = " (default: the benchmark's own, see its module)"
 
 
@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ids per bag (lookup, sharding)" + OWN)
     bench.add_argument("--repeats", type=_args.positive_int, metavar="N",
                        help="timed repetitions (lookup, sharding, retrieval, encoding)" + OWN)
+    bench.add_argument("--nodes", type=_args.positive_int, metavar="N",
+                       help="nodes of the generated graph (graph)" + OWN)
+    bench.add_argument("--seeds", type=_args.positive_int, metavar="S",
+                       help="also macro-F1 on the same walks over this many seeds (graph)" + OWN)
     bench.set_defaults(handler=_bench, check=_check_bench)
     return parser
 

@@ -5,24 +5,30 @@ Equations (:mod:`jaxembed.graph.skipgram`):
 
     ℓ(c, o) = -log σ(u_o · v_c) - Σ_j [n_j ≠ o] log σ(-u_{n_j} · v_c)             (loss)
     (v, u) ← (v, u) - lr · ∇ Σ_i mask_i ℓ(c_i, o_i)                               (step)
-    (v, u) ← (v, u) - lr · ∇ Σ_(p,q) ℓ(t_p, t_q; n_p)   n_p: center p's negatives (center)
+    (v, u) ← (v, u) - lr · ∇ Σ_(p,q) ℓ(t_p, t_q; n, a_p)   lane noise n, shares a   (lane)
+    a_pl = 1/P (lane) or [l in center p's own k] (center), Σ_l a_pl = k            (shares)
     lanes: every window pair is the pair of exactly one lane center column        (layout)
     pairs  = {(t_i, t_{i±d}) : 1 <= d <= reach_i, same sequence}                   (window)
+    reach_i = W - b_i, b_i ~ U{0..W-1}:  P(offset d used) = (W - d + 1) / W          (dynamic)
+    lr_s = lr0 · max(1 - (start + (s + 1/2)/n · span) / (epochs·T), 1e-4)            (schedule)
     P(n = w) = count(w)^0.75 / Σ count^0.75                                        (noise)
     keep(w) = min(1, (sqrt(f / (s·T)) + 1) · (s·T) / f)                            (subsampling)
 
 The step's fast path forms gradients only for gathered rows and scatter-adds them; the literal
 reference is ``table - lr * jax.grad(sgns_loss)`` over the whole tables, and the loss itself is
-checked against a float64 loop. The center step (``negatives_per="center"``: lanes of centers,
-one matrix product of logits per lane, negatives shared by a center's pairs) is checked the
-same way against ``sgns_loss`` on the pairs listed by a plain loop over its lanes, each pair
-carrying its center's negatives; the lane layout is checked to list each window pair once.
+checked against a float64 loop. The lane step (``negatives_per="lane"`` / ``"center"``: lanes
+of centers, matrix products of logits per lane, a lane's noise ids shared by its centers with
+weights ``a``) is checked the same way against ``sgns_loss`` on the pairs listed by a plain
+loop over its lanes, each pair carrying the lane's noise ids weighted by its center's shares
+(arbitrary non-negative shares, so both modes and any bug in the weighting are covered); the
+lane layout is checked to list each window pair once.
 Ids repeat (centers, contexts and negatives collide, and negatives equal their positive) and
 some pairs are masked or padded, so every accumulation rule is hit.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
@@ -36,8 +42,11 @@ from jaxembed.graph.skipgram import (
     _train_center_steps,
     center_lanes,
     draw_negatives,
+    draw_reach,
     keep_probabilities,
+    learning_rates,
     noise_distribution,
+    noise_shares,
     sgns_center_step,
     sgns_loss,
     sgns_step,
@@ -57,7 +66,8 @@ MAX_PAIRS = LANES * CENTERS * 2 * WINDOW
 def center_batches(draw):
     """Tables ``[16, 4]`` and lanes ``[3, 9]`` for :func:`sgns_center_step`: ids from a pool
     of 1..16 (so centers, contexts and negatives collide), 1..3 sequences per lane with
-    padding (``seq_ids`` -1) at either end, reach 0..2, 3 negatives per center."""
+    padding (``seq_ids`` -1) at either end, reach 0..2, ``5 · 3`` noise ids per lane with
+    random non-negative shares ``[5, 15]`` (some zero)."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     pool = draw(st.integers(1, VOCAB))
     w_in = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
@@ -69,9 +79,11 @@ def center_batches(draw):
         row[:min(lead, COLS // 2)] = -1
         row[COLS - min(tail, COLS // 2):] = -1
     reach = rng.integers(0, WINDOW + 1, (LANES, COLS)).astype(np.int32)
-    negatives = rng.integers(0, pool, (LANES, CENTERS, NEGATIVES)).astype(np.int32)
+    negatives = rng.integers(0, pool, (LANES, CENTERS * NEGATIVES)).astype(np.int32)
+    shares = rng.uniform(0, 1, (CENTERS, CENTERS * NEGATIVES)) * (rng.random((CENTERS, 1)) > 0.2)
     lr = draw(st.sampled_from([0.025, 0.1, 1.0]))
-    return w_in, w_out, tokens, seq_ids, reach, negatives, np.float32(lr)
+    return w_in, w_out, tokens, seq_ids, reach, negatives, shares.astype(np.float32), \
+        np.float32(lr)
 
 
 def _literal_lane_pairs(tokens, seq_ids, reach, window):
@@ -141,21 +153,25 @@ _center_step = jax.jit(sgns_center_step, static_argnames="window")
 
 
 @given(center_batches())
-def test_center_step_is_dense_sgd_on_shared_negatives(batch):
-    """sgns_center_step(v, u) = (v, u) - lr ∇ Σ_(p,q) ℓ(t_p, t_q; n_p): the pairs listed by a
-    loop over the lanes, each with its center's negatives, through the literal sgns_loss."""
-    w_in, w_out, tokens, seq_ids, reach, negatives, lr = batch
+def test_lane_step_is_dense_sgd_on_shared_negatives(batch):
+    """sgns_center_step(v, u) = (v, u) - lr ∇ Σ_(p,q) ℓ(t_p, t_q; n, a_p): the pairs listed by
+    a loop over the lanes, each with its lane's noise ids weighted by its center's shares,
+    through the literal sgns_loss."""
+    w_in, w_out, tokens, seq_ids, reach, negatives, shares, lr = batch
     pairs = _literal_lane_pairs(tokens, seq_ids, reach, WINDOW)
+    pool = negatives.shape[1]
     centers = np.zeros(MAX_PAIRS, np.int32)
     contexts = np.zeros(MAX_PAIRS, np.int32)
-    negs = np.zeros((MAX_PAIRS, NEGATIVES), np.int32)
+    negs = np.zeros((MAX_PAIRS, pool), np.int32)
+    weights = np.zeros((MAX_PAIRS, pool), np.float32)
     mask = np.zeros(MAX_PAIRS, np.float32)
     for i, (r, p, q) in enumerate(pairs):
         centers[i], contexts[i], negs[i], mask[i] = tokens[r, p], tokens[r, q], \
-            negatives[r, p - WINDOW], 1.0
-    _, (g_in, g_out) = _loss_grad(w_in, w_out, centers, contexts, negs, mask)
+            negatives[r], 1.0
+        weights[i] = shares[p - WINDOW]
+    _, (g_in, g_out) = _loss_grad(w_in, w_out, centers, contexts, negs, mask, weights)
     new_in, new_out = _center_step(jnp.asarray(w_in), jnp.asarray(w_out), tokens, seq_ids,
-                                   reach, negatives, lr, window=WINDOW)
+                                   reach, negatives, shares, lr, window=WINDOW)
     np.testing.assert_allclose(new_in, w_in - lr * np.asarray(g_in), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(new_out, w_out - lr * np.asarray(g_out), rtol=1e-5, atol=1e-5)
 
@@ -192,16 +208,32 @@ def test_center_scan_is_the_loop_of_steps(seed):
     w_in = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
     w_out = rng.normal(0, 0.5, (VOCAB, DIM)).astype(np.float32)
     cdf = jnp.linspace(1.0 / VOCAB, 1.0, VOCAB)
+    no_shares = np.zeros((CENTERS, 0), np.float32)
     scanned = _train_center_steps(jnp.asarray(w_in), jnp.asarray(w_out), tokens, seq_ids,
-                                  reach, lrs, cdf, jax.random.key(0), 0, WINDOW, CENTERS)
+                                  reach, lrs, cdf, jax.random.key(0), no_shares, WINDOW,
+                                  CENTERS)
     tables = (jnp.asarray(w_in), jnp.asarray(w_out))
-    no_negatives = np.zeros((LANES, CENTERS, 0), np.int32)
+    no_negatives = np.zeros((LANES, 0), np.int32)
     for s in range(steps):
         cut = slice(s * CENTERS, (s + 1) * CENTERS + 2 * WINDOW)
         tables = _center_step(*tables, tokens[:, cut], seq_ids[:, cut], reach[:, cut],
-                              no_negatives, lrs[s], window=WINDOW)
+                              no_negatives, no_shares, lrs[s], window=WINDOW)
     for got, want in zip(scanned, tables, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@given(st.sampled_from([1, 3, 16]), st.sampled_from([0, 1, 5]))
+def test_noise_shares(positions, negative):
+    """Lane: every center weights each of the lane's P·k draws by 1/P; center: its own k
+    draws by 1, the others' by 0. Both give each center a total weight of k."""
+    lane = noise_shares(positions, negative, "lane")
+    center = noise_shares(positions, negative, "center")
+    for p in range(positions):
+        for l in range(positions * negative):
+            assert lane[p, l] == np.float32(1 / positions)
+            assert center[p, l] == (1.0 if l // negative == p else 0.0)
+    np.testing.assert_allclose(lane.sum(1), negative, rtol=1e-6)
+    np.testing.assert_allclose(center.sum(1), negative)
 
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 5]), st.sampled_from([1, 7, 30]))
@@ -254,3 +286,42 @@ def test_subsampling_keep_probability(counts, sample):
         else:
             ran = (math.sqrt(c / (sample * total)) + 1) * (sample * total) / c
             assert math.isclose(k, min(ran, 1.0), rel_tol=1e-12)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 5, 10]))
+def test_dynamic_window_uses_offset_d_with_probability_w_minus_d_plus_1_over_w(seed, window):
+    """On one long sequence of distinct ids, the share of interior centers that pair with their
+    neighbour at offset d (on one side) is (W - d + 1) / W, within 6 binomial sigmas; d > W
+    never pairs. This is gensim's and word2vec's reduced window, b ~ U{0..W-1}."""
+    rng = np.random.default_rng(seed)
+    length = 20_000
+    reach = draw_reach(rng, length, window)
+    assert reach.min() >= 1 and reach.max() <= window
+    tokens = np.arange(length, dtype=np.int32)
+    centers, contexts = window_pairs(tokens, np.zeros(length, np.int64), reach, window)
+    forward = contexts - centers
+    interior = (centers >= window) & (centers < length - window)
+    n = length - 2 * window
+    for d in range(1, window + 2):
+        used = int(np.sum(interior & (forward == d)))
+        p = max(window - d + 1, 0) / window
+        assert abs(used - n * p) <= 6 * math.sqrt(n * p * (1 - p)) + 1e-9, (d, used, n * p)
+
+
+@given(st.floats(1e-3, 1.0), st.integers(1, 4), st.integers(1, 5), st.integers(1, 40))
+def test_learning_rates_decay_linearly_over_all_tokens(lr, epochs, chunks, steps):
+    """Chunks of a run (each ``span`` tokens, ``steps`` steps) get the literal
+    lr0 · max(1 - (start + (s + 1/2)/n · span)/(epochs · T), 1e-4); over the run the rates
+    fall monotonically from about lr0 to about 0, and their mean is lr0 / 2 (a linear ramp)."""
+    span = 1000
+    total = epochs * chunks * span
+    run = []
+    for c in range(epochs * chunks):
+        got = learning_rates(lr, c * span, span, steps, total)
+        for s_, value in enumerate(got.tolist()):
+            done = c * span + (s_ + 0.5) / steps * span
+            assert math.isclose(value, lr * max(1 - done / total, 1e-4), rel_tol=1e-12)
+        run += got.tolist()
+    assert all(a >= b for a, b in itertools.pairwise(run))
+    assert run[0] <= lr and run[0] >= lr * (1 - 1 / (epochs * chunks * steps))
+    assert math.isclose(float(np.mean(run)), lr / 2, rel_tol=1e-3, abs_tol=1e-12)

@@ -8,11 +8,21 @@ in the same run:
    parallel; first call = compile + run) against PecanPy's ``SparseOTF`` (numba, ``workers``
    threads; its first call compiles too);
 2. **skip-gram training** on the same walks — :func:`jaxembed.graph.train_skipgram` (default
-   ``negatives_per="center"``; with ``per_pair=True`` also word2vec's exact per-pair
-   negatives) against gensim ``Word2Vec(sg=1, workers=2)``, same hyperparameters;
+   ``negatives_per="lane"``; with ``per_pair=True`` also the per-center form, the default
+   before, and word2vec's exact per-pair negatives) against gensim
+   ``Word2Vec(sg=1, workers=2)``, same hyperparameters;
 3. **node2vec end to end** (warm walks + warm training) and the **macro-F1** of one-vs-rest
    logistic regression on the block labels (half the nodes for training) — ours against
    PecanPy walks + gensim, and our walks + gensim (to tell walk quality from training).
+
+With ``seeds > 0`` a fourth table compares **quality on the same walks** (what isolates the
+trainer): macro-F1 (mean and range over ``seeds`` graphs and walk keys) of our skip-gram with
+the default ``negatives_per="lane"``, with per-center negatives (``"center"``, the default
+before), of gensim on the same walks, and of PecanPy walks + gensim, on a harder block model
+(``nodes`` nodes, ``blocks`` blocks, mean degree 10, 40 % of it inside the block: the 80 %
+model above is solved perfectly by every trainer) and on an LFR benchmark graph (1000 nodes,
+mixing 0.4, :func:`jaxembed.graph.generate.lfr_graph`), the held-out check: pool sizes were
+chosen on other block-model seeds (100, 101), never on these graphs.
 
 Ratios are ``jaxembed / peer`` (below 1: jaxembed is faster). Peers are optional: a missing
 one prints "not installed".
@@ -23,6 +33,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from functools import partial
 from typing import Any
 
 import jax
@@ -31,13 +42,15 @@ import numpy as np
 from jaxembed.bench.timing import machine
 
 
-def _sbm(nodes: int, blocks: int, degree: float, seed: int) -> tuple[np.ndarray, ...]:
-    """``(src, dst, labels)``: mean degree ``degree``, 80 % of it inside the block."""
+def _sbm(nodes: int, blocks: int, degree: float, seed: int,
+         inside: float = 0.8) -> tuple[np.ndarray, ...]:
+    """``(src, dst, labels)``: mean degree ``degree``, a fraction ``inside`` of it inside the
+    block."""
     from jaxembed.graph.generate import stochastic_block_model
 
     size = nodes / blocks
-    p_in = min(1.0, 0.8 * degree / max(size - 1, 1))
-    p_out = min(1.0, 0.2 * degree / max(nodes - size, 1))
+    p_in = min(1.0, inside * degree / max(size - 1, 1))
+    p_out = min(1.0, (1.0 - inside) * degree / max(nodes - size, 1))
     return stochastic_block_model(nodes, blocks, p_in, p_out, seed=seed)
 
 
@@ -51,18 +64,19 @@ def _ratio(ours: float, peer: float | None) -> str:
     return "-" if peer is None else f"{ours / peer:.2f}"
 
 
-def _macro_f1(emb: Any, labels: np.ndarray) -> float:
+def _macro_f1(emb: Any, labels: np.ndarray, repeats: int = 3) -> float:
     from jaxembed.graph.evaluate import node_classification
 
     return node_classification(np.asarray(emb), labels, train_fractions=(0.5,),
-                               repeats=3)[0.5]["macro_f1"]
+                               repeats=repeats)[0.5]["macro_f1"]
 
 
 def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length: int = 80,
         walks_per_node: int = 10, p: float = 1.0, q: float = 0.5, dim: int = 128,
         window: int = 10, negative: int = 5, epochs: int = 1, seed: int = 0,
-        workers: int | None = None, per_pair: bool = False) -> None:
-    """Print the walk, skip-gram and end-to-end tables (see the module docstring)."""
+        workers: int | None = None, per_pair: bool = False, seeds: int = 0) -> None:
+    """Print the walk, skip-gram and end-to-end tables, and with ``seeds > 0`` the quality
+    table (see the module docstring)."""
     from jaxembed.bench.peers import import_gensim_word2vec, import_pecanpy
     from jaxembed.graph.csr import Graph
     from jaxembed.graph.skipgram import Corpus, train_skipgram
@@ -118,8 +132,12 @@ def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length
     _, sg_cold = _timed(lambda: train_skipgram(corpus, key, **hyper))
     (emb, _), sg_warm = _timed(lambda: train_skipgram(corpus, jax.random.fold_in(key, 1),
                                                       **hyper))
-    pair_emb = pair_cold = pair_warm = None
+    pair_emb = pair_cold = pair_warm = center_cold = center_warm = None
     if per_pair:
+        _, center_cold = _timed(lambda: train_skipgram(corpus, key, negatives_per="center",
+                                                       **hyper))
+        _, center_warm = _timed(lambda: train_skipgram(
+            corpus, jax.random.fold_in(key, 1), negatives_per="center", **hyper))
         _, pair_cold = _timed(lambda: train_skipgram(corpus, key, negatives_per="pair",
                                                      **hyper))
         (pair_emb, _), pair_warm = _timed(lambda: train_skipgram(
@@ -143,6 +161,9 @@ def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length
     print(f"{'trainer':<34}{'cold s':>9}{'warm s':>9}{'k tok/s':>11}{'warm / peer':>13}")
     print(f"{'jaxembed train_skipgram':<34}{sg_cold:>9.2f}{sg_warm:>9.2f}"
           f"{tokens / sg_warm / 1e3:>11.0f}{_ratio(sg_warm, gensim_s):>13}")
+    if center_warm is not None:
+        print(f"{'  ... negatives per center':<34}{center_cold:>9.2f}{center_warm:>9.2f}"
+              f"{tokens / center_warm / 1e3:>11.0f}{_ratio(center_warm, gensim_s):>13}")
     if pair_warm is not None:
         print(f"{'  ... negatives per pair':<34}{pair_cold:>9.2f}{pair_warm:>9.2f}"
               f"{tokens / pair_warm / 1e3:>11.0f}{_ratio(pair_warm, gensim_s):>13}")
@@ -173,8 +194,103 @@ def run(nodes: int = 10_000, blocks: int = 10, degree: float = 20.0, walk_length
         print("PecanPy + gensim: not installed")
     else:
         print(f"{'PecanPy walks + gensim':<34}{peer_total:>9.2f}{peer_f1:>10.3f}{'1.00':>13}")
+    if seeds > 0:
+        quality(nodes, blocks, seeds, walk_length, walks_per_node, p, q, dim, window, negative,
+                epochs, workers)
 
 
 def corpus_rows(walks: Any) -> list[list[int]]:
     """Walks as python lists (gensim's input)."""
     return np.asarray(walks).tolist()
+
+
+def _gensim_table(Word2Vec: Any, walks: Any, num_nodes: int, seed: int,
+                  hyper: dict[str, int]) -> np.ndarray:
+    """gensim skip-gram (``workers=2``, no subsampling) on ``walks``, as a ``[N, dim]`` table."""
+    model = Word2Vec([list(map(str, row)) for row in np.asarray(walks).tolist()],
+                     vector_size=hyper["dim"], window=hyper["window"],
+                     negative=hyper["negative"], epochs=hyper["epochs"], min_count=0, sample=0,
+                     sg=1, workers=2, seed=seed)
+    return np.stack([model.wv[str(i)] if str(i) in model.wv else np.zeros(hyper["dim"])
+                     for i in range(num_nodes)])
+
+
+def quality(nodes: int = 1000, blocks: int = 10, seeds: int = 3, walk_length: int = 80,
+            walks_per_node: int = 10, p: float = 1.0, q: float = 0.5, dim: int = 128,
+            window: int = 10, negative: int = 5, epochs: int = 1, workers: int = 2,
+            repeats: int = 5) -> dict[str, dict[str, list[float]]]:
+    """Macro-F1 on the same walks, seeds ``0 .. seeds - 1`` (see the module docstring); prints
+    the table and returns ``{graph: {trainer: [f1 per seed]}}``."""
+    from jaxembed.bench.peers import import_gensim_word2vec, import_pecanpy
+    from jaxembed.graph.csr import Graph
+    from jaxembed.graph.generate import lfr_graph
+    from jaxembed.graph.skipgram import Corpus, train_skipgram
+    from jaxembed.graph.walks import random_walks
+
+    Word2Vec = import_gensim_word2vec()
+    try:
+        pecanpy = import_pecanpy()
+    except Exception:  # an installed but broken peer: the table says "-"
+        pecanpy = None
+    hyper = dict(dim=dim, window=window, negative=negative, epochs=epochs)
+    graphs = {
+        f"SBM {nodes} nodes, {blocks} blocks, degree 10, 40 % inside":
+            lambda s: _sbm(nodes, blocks, 10.0, s, inside=0.4),
+        "LFR 1000 nodes, mu 0.4 (held out)": lambda s: tuple(lfr_graph(1000, 0.4, s))[:3],
+    }
+    trainers = ["lane (default)", "center (before)", "gensim, same walks", "PecanPy + gensim"]
+    results: dict[str, dict[str, list[float]]] = {}
+    seconds: dict[str, float] = {"lane (default)": 0.0, "gensim, same walks": 0.0}
+    for name, build in graphs.items():
+        scores: dict[str, list[float]] = {t: [] for t in trainers}
+        for s in range(seeds):
+            src, dst, labels = build(s)
+            n = int(labels.shape[0])
+            graph = Graph.from_edges(src, dst, num_nodes=n)
+            key = jax.random.key(s)
+            walks = jax.device_get(random_walks(graph, key, walk_length, walks_per_node, p, q))
+            corpus = Corpus.from_walks(walks, n)
+            for trainer, mode in (("lane (default)", "lane"), ("center (before)", "center")):
+                (emb, _), took = _timed(partial(train_skipgram, corpus, jax.random.fold_in(
+                    key, 1), negatives_per=mode, **hyper))
+                scores[trainer].append(_macro_f1(emb, labels, repeats))
+                seconds[trainer] = seconds.get(trainer, 0.0) + took
+            if Word2Vec is not None:
+                emb, took = _timed(partial(_gensim_table, Word2Vec, walks, n, s, hyper))
+                scores["gensim, same walks"].append(_macro_f1(emb, labels, repeats))
+                seconds["gensim, same walks"] += took
+            if Word2Vec is not None and pecanpy is not None:
+                peer_walks = _pecanpy_walks(pecanpy, src, dst, p, q, workers, s,
+                                            walks_per_node, walk_length)
+                emb = _gensim_table(Word2Vec, peer_walks, n, s, hyper)
+                scores["PecanPy + gensim"].append(_macro_f1(emb, labels, repeats))
+        results[name] = scores
+    print(f"\n4. macro-F1 on the same walks, mean (min-max) over seeds 0..{seeds - 1} "
+          f"(50 % train, {repeats} splits; walks {walks_per_node}/node x {walk_length}, "
+          f"p={p} q={q}, dim {dim}, window {window}, negative {negative}, epochs {epochs})")
+    print(f"{'trainer':<22}" + "".join(f"{name[:34]:>36}" for name in graphs))
+    for trainer in trainers:
+        cells = []
+        for name in graphs:
+            v = results[name][trainer]
+            cells.append(f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" if v else "-")
+        print(f"{trainer:<22}" + "".join(f"{c:>36}" for c in cells))
+    if seconds["gensim, same walks"] > 0:
+        print("training seconds over all graphs: " + ", ".join(
+            f"{t} {sec:.1f}" for t, sec in seconds.items())
+            + f"; lane / gensim {seconds['lane (default)'] / seconds['gensim, same walks']:.2f}")
+    return results
+
+
+def _pecanpy_walks(pecanpy: Any, src: np.ndarray, dst: np.ndarray, p: float, q: float,
+                   workers: int, seed: int, walks_per_node: int,
+                   walk_length: int) -> np.ndarray:
+    """PecanPy ``SparseOTF`` walks (node ids as ints) on the undirected edges."""
+    with tempfile.TemporaryDirectory() as tmp:
+        edge_file = os.path.join(tmp, "edges.tsv")
+        with open(edge_file, "w") as f:
+            f.writelines(f"{u}\t{v}\n" for u, v in zip(src.tolist(), dst.tolist(), strict=True))
+        g = pecanpy.SparseOTF(p=p, q=q, workers=workers, verbose=False, random_state=seed)
+        g.read_edg(edge_file, weighted=False, directed=False)
+        return np.array([[int(x) for x in w] for w in g.simulate_walks(walks_per_node,
+                                                                       walk_length - 1)])

@@ -7,6 +7,7 @@ from jaxembed.graph.evaluate import EdgeSplit, link_prediction, node_classificat
 from jaxembed.graph.generate import (
     LabelledGraph,
     karate_club,
+    lfr_graph,
     small_labelled_graphs,
     stochastic_block_model,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "deepwalk",
     "first_order_step",
     "karate_club",
+    "lfr_graph",
     "line",
     "link_prediction",
     "node2vec",

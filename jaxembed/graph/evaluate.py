@@ -55,6 +55,7 @@ __all__ = [
     "node_classification",
     "sample_non_edges",
     "split_edges",
+    "split_rng",
 ]
 
 EDGE_OPERATORS = {
@@ -111,6 +112,18 @@ def _top_k(scores: np.ndarray, k: np.ndarray) -> np.ndarray:
     return (ranks < k[:, None]).astype(np.int64)
 
 
+def split_rng(seed: int, repeat: int) -> np.random.Generator:
+    """The generator of split ``repeat``: ``SeedSequence(seed).spawn(repeat + 1)[repeat]``.
+
+    A spawned child never reproduces ``default_rng(seed)``, the stream the graph generators
+    draw from; ``default_rng([seed, 0])`` would (NumPy pads a seed's words with zeros), and
+    then the split of repeat 0 on :func:`~jaxembed.graph.generate.stochastic_block_model`
+    ``(seed=seed)`` is its node permutation: the training half holds exactly the first half
+    of the blocks, and the classifier never sees the others.
+    """
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(repeat),)))
+
+
 def node_classification(emb: Any, labels: Any, train_fractions: Sequence[float] = (0.1, 0.5, 0.9),
                         repeats: int = 10, seed: int = 0, c: float = 1.0
                         ) -> dict[float, dict[str, float]]:
@@ -120,8 +133,9 @@ def node_classification(emb: Any, labels: Any, train_fractions: Sequence[float] 
       emb: ``f[N, d]`` node embeddings.
       labels: ``int[N]`` class codes, or a ``{0, 1}[N, C]`` multi-label matrix.
       train_fractions: fractions of the nodes to train on, each in ``(0, 1)``.
-      repeats: random splits per fraction; split ``r`` of fraction ``f`` shuffles with
-        ``np.random.default_rng([seed, r])``.
+      repeats: random splits per fraction; split ``r`` shuffles with the ``r``-th child of
+        ``np.random.SeedSequence(seed)`` (:func:`split_rng`), never with
+        ``default_rng(seed)`` itself.
       seed: base seed.
       c: inverse L2 strength of the logistic regressions (scikit-learn's ``C``).
 
@@ -150,7 +164,7 @@ def node_classification(emb: Any, labels: Any, train_fractions: Sequence[float] 
             )
         macro, micro = [], []
         for r in range(repeats):
-            perm = np.random.default_rng([seed, r]).permutation(n)
+            perm = split_rng(seed, r).permutation(n)
             train, test = perm[:n_train], perm[n_train:]
             model = OneVsRestClassifier(LogisticRegression(C=c, max_iter=1000))
             with warnings.catch_warnings():

@@ -47,7 +47,7 @@ def node2vec(
     lr: float = 0.025,
     batch_size: int | None = None,
     rounds: int = DEFAULT_ROUNDS,
-    negatives_per: str = "center",
+    negatives_per: str = "lane",
     progress: Callable[[int, int], None] | None = None,
 ) -> jax.Array:
     """node2vec embeddings, ``float32[num_nodes, dim]`` (row ``i`` is node ``i``).
@@ -55,9 +55,10 @@ def node2vec(
     Walks: :func:`~jaxembed.graph.random_walks` with ``p``, ``q``; training:
     :func:`~jaxembed.graph.skipgram.train_skipgram` with ``window``, ``negative``, ``epochs``,
     ``sample`` (0 = no subsampling), ``lr`` (linear decay), ``batch_size`` and
-    ``negatives_per`` (``"center"``: noise shared by a center's pairs, the fast default;
-    ``"pair"``: word2vec's own draw per pair). ``progress(done, total)`` reports training
-    progress in tokens. Same key, same embeddings.
+    ``negatives_per`` (``"lane"``: noise drawn per lane of centers and shared by all their
+    pairs, the fast default; ``"center"``: per center, shared by its pairs, measurably worse
+    on hard graphs, ``docs/graph.md``; ``"pair"``: word2vec's own draw per pair).
+    ``progress(done, total)`` reports training progress in tokens. Same key, same embeddings.
     """
     k_walk, k_train = jax.random.split(key)
     walks = random_walks(graph, k_walk, walk_length, walks_per_node, p, q, rounds=rounds)

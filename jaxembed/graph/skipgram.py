@@ -24,7 +24,7 @@ with ``v`` the input table ("syn0", the embeddings returned) and ``u`` the outpu
 **Batched, row-sparse SGD.** Each step computes the gradient of its pairs' summed loss from
 the tables as they were before the step, and only for the rows it touches, then scatter-adds
 ``-lr ·`` it into the donated tables (repeated rows add up) — never a dense ``V×K`` gradient.
-Many steps run per ``jit`` call (``lax.scan``). Two ways to draw the noise
+Many steps run per ``jit`` call (``lax.scan``). Three ways to draw the noise
 (``negatives_per``):
 
 * ``"pair"`` — word2vec's exact form: each pair draws its own ``k`` negatives. Pairs are
@@ -36,23 +36,28 @@ Many steps run per ``jit`` call (``lax.scan``). Two ways to draw the noise
 
   A step gathers and scatters ``2 + k`` table rows per *pair*; on a CPU, XLA's scatter-add
   and gather of those rows are most of the time.
-* ``"center"`` (default) — negatives shared per center, in the spirit of Ji et al.'s
-  HogBatch (they share a window's negatives to turn SGNS into matrix products): center ``p``
-  draws ``k`` negatives used by all its ``m_p`` pairs, so its noise term is
-  ``Σ_l c_pl log σ(-u_{n_l} · v_p)`` with ``c_pl = Σ_o [n_l ≠ o]`` (≈ ``m_p``). Per pair
-  the expected loss and gradient are those of the per-pair form (each pair's negatives are
-  still ``k`` draws from ``P_n``); only their correlation within a center differs. The token
-  stream (sequences shuffled within a chunk) is cut into lanes of consecutive positions
-  (:func:`center_lanes`); a step takes ``LANE_POSITIONS`` centers per lane with their window
-  as halo, computes a lane's logits as one ``[P, K] × [K, P + 2·window]`` matrix product
-  masked to the window band, and touches per *center* one ``v`` row, ``k`` noise rows and
-  about one context row (:func:`sgns_center_step`) — ``window + 1`` times fewer rows than the
-  per-pair form at the same number of pairs. Measured on 2 CPU cores it trains about 5× faster
-  than ``"pair"`` with the same node-classification F1 and word-neighbour purity
-  (``docs/benchmarks.md``).
+* ``"lane"`` (default) — negatives shared by a lane of centers, in the spirit of Ji et al.'s
+  HogBatch (they share negatives to turn SGNS into matrix products). The token stream
+  (sequences shuffled within a chunk) is cut into lanes of consecutive positions
+  (:func:`center_lanes`); a step takes ``P = LANE_POSITIONS`` centers per lane with their
+  window as halo. The lane draws ``N = P·k`` noise ids and center ``p`` uses all of them with
+  weight ``a_pl = 1/P`` (:func:`noise_shares`), so its noise term is
+  ``Σ_l a_pl c_pl log σ(-u_{n_l} · v_p)`` with ``c_pl = Σ_o [n_l ≠ o]`` (≈ ``m_p``, its
+  number of pairs). Per pair the expected loss and gradient are those of the per-pair form
+  (``k/N`` times ``N`` draws from ``P_n``), with the variance of ``N`` draws. A lane's logits
+  are two matrix products, ``[P, K] × [K, P + 2·window]`` masked to the window band and
+  ``[P, K] × [K, N]``; a step touches per *center* one ``v`` row, ``k`` noise rows and about
+  one context row (:func:`sgns_center_step`) — ``window + 1`` times fewer rows than the
+  per-pair form at the same number of pairs.
+* ``"center"`` — the same step with each center's own ``k`` draws (``a_pl = 1`` for them,
+  0 for the others'), shared by its ``m_p`` pairs: unbiased too, but the whole noise
+  gradient of a center rests on ``k`` draws weighted ``m_p`` each. It was the default until
+  issue 16 found it 0.06-0.07 macro-F1 below gensim on hard block models, where ``"lane"``
+  matches gensim (``docs/graph.md``).
 
 ``proofs/proof_skipgram.py`` proves both steps equal to ``table - lr · jax.grad`` of their
-literal loss (:func:`sgns_loss` over the listed pairs) and the lanes to list every window pair
+literal loss (:func:`sgns_loss` over the listed pairs, with any non-negative shares) and the
+lanes to list every window pair
 exactly once. Compared with word2vec's one-pair-at-a-time Hogwild updates, a batch sums the
 updates of a row that occurs several times; the default batch size is capped at ``4 · V``
 pairs so that, on average, a row is touched a handful of times per step even for tiny
@@ -83,8 +88,11 @@ __all__ = [
     "Corpus",
     "center_lanes",
     "draw_negatives",
+    "draw_reach",
     "keep_probabilities",
+    "learning_rates",
     "noise_distribution",
+    "noise_shares",
     "sgns_center_step",
     "sgns_loss",
     "sgns_step",
@@ -95,8 +103,9 @@ __all__ = [
 MIN_LR_RATIO = 1e-4
 """The learning rate never decays below ``lr0 · MIN_LR_RATIO`` (as in word2vec)."""
 
-NEGATIVES_PER = ("center", "pair")
-"""How noise ids are drawn: per center position (shared by its pairs) or per pair."""
+NEGATIVES_PER = ("lane", "center", "pair")
+"""How noise ids are drawn: per lane of centers (shared by all its pairs), per center
+position (shared by its pairs) or per pair."""
 
 LANE_POSITIONS = 16
 """Centers per lane per step in ``negatives_per="center"``: the logits of a lane are one
@@ -169,6 +178,30 @@ def keep_probabilities(counts: Any, sample: float) -> np.ndarray:
     return np.minimum(np.nan_to_num(keep, nan=1.0, posinf=1.0), 1.0)
 
 
+def draw_reach(rng: np.random.Generator, size: int, window: int) -> np.ndarray:
+    """word2vec's dynamic window: each center's reduced window ``window - b``,
+    ``b ~ Uniform{0..window-1}``, as ``int64[size]``.
+
+    A context at offset ``d`` (``1 <= d <= window``) on either side is then used with
+    probability ``P(reach >= d) = (window - d + 1) / window``, so the expected number of pairs
+    per interior center is ``window + 1``.
+    """
+    return window - rng.integers(0, window, size=size)
+
+
+def learning_rates(lr: float, start: int, span: int, n_steps: int, total: int) -> np.ndarray:
+    """The learning rate of each of ``n_steps`` steps that train raw tokens
+    ``start .. start + span`` of ``total = epochs · T``: linear decay at the step's midpoint,
+
+        lr_s = lr · max(1 - (start + (s + 1/2) / n_steps · span) / total, MIN_LR_RATIO),
+
+    as word2vec and gensim decay ``alpha`` with the fraction of words processed (gensim ends
+    at ``min_alpha = 1e-4``, i.e. ``lr · 0.004``; the floor here is ``lr · 1e-4``).
+    """
+    frac = (np.arange(n_steps) + 0.5) / max(n_steps, 1)
+    return lr * np.maximum(1.0 - (start + frac * span) / total, MIN_LR_RATIO)
+
+
 def window_pairs(tokens: np.ndarray, seq_ids: np.ndarray, reach: np.ndarray,
                  window: int) -> tuple[np.ndarray, np.ndarray]:
     """All ``(center, context)`` pairs: position ``i`` pairs with ``i ± d`` for
@@ -191,12 +224,19 @@ def window_pairs(tokens: np.ndarray, seq_ids: np.ndarray, reach: np.ndarray,
 
 
 def sgns_loss(w_in: jax.Array, w_out: jax.Array, centers: jax.Array, contexts: jax.Array,
-              negatives: jax.Array, mask: jax.Array) -> jax.Array:
-    """``Σ_i mask_i · ℓ(centers_i, contexts_i)`` with ``negatives int[B, k]`` (literal form)."""
+              negatives: jax.Array, mask: jax.Array,
+              noise_weights: jax.Array | None = None) -> jax.Array:
+    """``Σ_i mask_i · ℓ(centers_i, contexts_i)`` with ``negatives int[B, k]`` (literal form).
+
+    ``noise_weights f[B, k]`` (default all 1) weights each noise term:
+    ``ℓ_i = -log σ(u_o · v_c) - Σ_j a_ij [n_ij ≠ o] log σ(-u_{n_ij} · v_c)``.
+    """
     v = w_in[centers]
     pos = jnp.sum(v * w_out[contexts], -1)
     neg = jnp.einsum("bk,bnk->bn", v, w_out[negatives])
     keep = (negatives != contexts[:, None]).astype(v.dtype)
+    if noise_weights is not None:
+        keep = keep * noise_weights
     per_pair = -jax.nn.log_sigmoid(pos) - jnp.sum(keep * jax.nn.log_sigmoid(-neg), -1)
     return jnp.sum(mask * per_pair)
 
@@ -218,26 +258,45 @@ def sgns_step(w_in: jax.Array, w_out: jax.Array, centers: jax.Array, contexts: j
     return w_in.at[centers].add(-lr * grad_v), w_out.at[out_ids].add(-lr * grad_u)
 
 
+def noise_shares(positions: int, negative: int, negatives_per: str) -> np.ndarray:
+    """The weights ``a[P, N]`` with which center ``p`` of a lane uses noise id ``l`` of the
+    lane's ``N = P · k`` draws (:func:`sgns_center_step`):
+
+    * ``"lane"``: every center uses all ``N`` draws, each with weight ``k / N = 1 / P``;
+    * ``"center"``: center ``p`` uses only its own ``k`` draws ``p·k .. p·k + k - 1``,
+      each with weight 1.
+
+    Either way ``Σ_l a_pl = k``: a pair's noise term has the expectation of ``k`` draws.
+    """
+    if negatives_per == "lane":
+        return np.full((positions, positions * negative), 1.0 / positions, np.float32)
+    if negatives_per == "center":
+        return np.kron(np.eye(positions, dtype=np.float32), np.ones((1, negative), np.float32))
+    raise ValueError(f"noise_shares: negatives_per must be 'lane' or 'center', got "
+                     f"{negatives_per!r}")
+
+
 def sgns_center_step(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, seq_ids: jax.Array,
-                     reach: jax.Array, negatives: jax.Array, lr: jax.Array,
+                     reach: jax.Array, negatives: jax.Array, shares: jax.Array, lr: jax.Array,
                      window: int) -> tuple[jax.Array, jax.Array]:
-    """One SGD step on the pairs of ``R`` lanes of ``P`` centers, the ``k`` negatives of a
-    center shared by all its pairs (``negatives_per="center"``).
+    """One SGD step on the pairs of ``R`` lanes of ``P`` centers, whose noise is ``N`` ids
+    drawn per lane and shared among the lane's centers with weights ``shares f[P, N]``
+    (``negatives_per="lane"`` or ``"center"``, :func:`noise_shares`).
 
     ``tokens``, ``seq_ids``, ``reach`` are ``int[R, P + 2·window]``: columns ``window ..
     window + P - 1`` are the centers, the ``window`` columns on either side their halo of
     contexts; ``seq_ids < 0`` marks padding. Center column ``p`` pairs with column ``q`` when
-    ``0 < |q - p| <= reach[p]`` and ``seq_ids[q] = seq_ids[p] >= 0``; ``negatives int[R, P, k]``
-    are the center's noise ids. With ``m_p`` the center's number of contexts and
-    ``c_pl = Σ_q [pair (p, q)] [n_pl ≠ t_q]``, the loss is that of :func:`sgns_loss` on these
-    pairs with each pair's negatives those of its center,
+    ``0 < |q - p| <= reach[p]`` and ``seq_ids[q] = seq_ids[p] >= 0``; ``negatives int[R, N]``
+    are the lane's noise ids. With ``c_pl = Σ_q [pair (p, q)] [n_l ≠ t_q]`` (the center's
+    pairs whose context is not ``n_l``), the loss is that of :func:`sgns_loss` on these pairs,
+    every pair of center ``p`` carrying the lane's ``N`` noise ids with weights ``a_pl``:
 
-        L = Σ_(p,q) -log σ(u_{t_q}·v_{t_p}) - Σ_p Σ_l c_pl log σ(-u_{n_pl}·v_{t_p}),
+        L = Σ_(p,q) -log σ(u_{t_q}·v_{t_p}) - Σ_p Σ_l a_pl c_pl log σ(-u_{n_l}·v_{t_p}),
 
     and the step applies ``-lr ∇L`` row-sparsely: per center one ``v`` row, per column one
-    ``u`` row, per negative one ``u`` row — where the per-pair form scatters ``2 + k`` rows per
-    *pair*. The logits of a lane are one ``[P, K] × [K, P + 2·window]`` matrix product
-    (masked to the window band), so the positive part runs as dense level-3 BLAS.
+    ``u`` row, per noise id one ``u`` row — where the per-pair form scatters ``2 + k`` rows per
+    *pair*. The logits of a lane are two matrix products, ``[P, K] × [K, P + 2·window]``
+    (masked to the window band) and ``[P, K] × [K, N]``, so they run as dense level-3 BLAS.
     """
     tokens, seq_ids, reach = (jnp.asarray(a, jnp.int32) for a in (tokens, seq_ids, reach))
     num_cols = tokens.shape[1]
@@ -246,17 +305,19 @@ def sgns_center_step(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, seq_i
     center_seq = seq_ids[:, window:window + num_centers, None]
     dist = jnp.arange(num_cols)[None, :] - jnp.arange(window, window + num_centers)[:, None]
     pair = ((dist != 0) & (jnp.abs(dist) <= reach[:, window:window + num_centers, None])
-            & (seq_ids[:, None, :] == center_seq) & (center_seq >= 0))  # [R, P, P + 2W]
+            & (seq_ids[:, None, :] == center_seq) & (center_seq >= 0))  # [R, P, Q]
     v = w_in[centers]  # [R, P, K]
-    u = w_out[tokens]  # [R, P + 2W, K]
-    u_neg = w_out[negatives]  # [R, P, k, K]
+    u = w_out[tokens]  # [R, Q, K]
+    u_neg = w_out[negatives]  # [R, N, K]
     g_pos = jnp.where(pair, jax.nn.sigmoid(jnp.einsum("rpk,rqk->rpq", v, u)) - 1.0, 0.0)
-    same = pair[..., None] & (tokens[:, None, :, None] == negatives[:, :, None, :])
-    weight = jnp.sum(pair, -1)[..., None] - jnp.sum(same, 2)  # c_pl
-    g_neg = weight.astype(v.dtype) * jax.nn.sigmoid(jnp.einsum("rpk,rplk->rpl", v, u_neg))
-    grad_v = jnp.einsum("rpq,rqk->rpk", g_pos, u) + jnp.einsum("rpl,rplk->rpk", g_neg, u_neg)
+    pair_f = pair.astype(v.dtype)
+    hits = (tokens[:, :, None] == negatives[:, None, :]).astype(v.dtype)  # [R, Q, N]
+    count = jnp.sum(pair_f, -1)[..., None] - jnp.einsum("rpq,rql->rpl", pair_f, hits)  # c_pl
+    g_neg = (jnp.asarray(shares, v.dtype) * count
+             * jax.nn.sigmoid(jnp.einsum("rpk,rlk->rpl", v, u_neg)))
+    grad_v = jnp.einsum("rpq,rqk->rpk", g_pos, u) + jnp.einsum("rpl,rlk->rpk", g_neg, u_neg)
     grad_u = jnp.einsum("rpq,rpk->rqk", g_pos, v)
-    grad_neg = g_neg[..., None] * v[:, :, None, :]
+    grad_neg = jnp.einsum("rpl,rpk->rlk", g_neg, v)
     dim = v.shape[-1]
     out_ids = jnp.concatenate([tokens.reshape(-1), negatives.reshape(-1)])
     grad_out = jnp.concatenate([grad_u.reshape(-1, dim), grad_neg.reshape(-1, dim)])
@@ -310,21 +371,22 @@ def _train_steps(w_in: jax.Array, w_out: jax.Array, centers: jax.Array, contexts
     return w_in, w_out
 
 
-@partial(jax.jit, static_argnames=("negative", "window", "positions"), donate_argnums=(0, 1))
+@partial(jax.jit, static_argnames=("window", "positions"), donate_argnums=(0, 1))
 def _train_center_steps(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array,
                         seq_ids: jax.Array, reach: jax.Array, lrs: jax.Array, cdf: jax.Array,
-                        key: jax.Array, negative: int, window: int,
+                        key: jax.Array, shares: jax.Array, window: int,
                         positions: int) -> tuple[jax.Array, jax.Array]:
     """``S`` :func:`sgns_center_step` steps over lanes ``[R, S · positions + 2·window]``
-    (step ``s`` reads its window of columns), negatives drawn per center."""
+    (step ``s`` reads its window of columns), ``N = shares.shape[1]`` noise ids drawn per
+    lane."""
     lanes = tokens.shape[0]
 
     def step(tables: tuple[jax.Array, jax.Array], batch: tuple[Any, ...]) -> tuple[Any, None]:
         lr, s = batch
         cols = [jax.lax.dynamic_slice_in_dim(a, s * positions, positions + 2 * window, 1)
                 for a in (tokens, seq_ids, reach)]
-        neg = draw_negatives(jax.random.fold_in(key, s), cdf, (lanes, positions, negative))
-        return sgns_center_step(*tables, *cols, neg, lr, window), None
+        neg = draw_negatives(jax.random.fold_in(key, s), cdf, (lanes, shares.shape[1]))
+        return sgns_center_step(*tables, *cols, neg, shares, lr, window), None
 
     steps = jnp.arange(lrs.shape[0])
     (w_in, w_out), _ = jax.lax.scan(step, (w_in, w_out), (lrs, steps))
@@ -350,7 +412,7 @@ def train_skipgram(
     batch_size: int | None = None,
     chunk_tokens: int = 1 << 18,
     steps_per_call: int = 64,
-    negatives_per: str = "center",
+    negatives_per: str = "lane",
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Train SGNS on ``corpus``; returns ``(w_in, w_out)``, both ``float32[V, dim]``.
@@ -359,11 +421,14 @@ def train_skipgram(
     pairs per SGD step. Sequences are processed in chunks of about ``chunk_tokens`` tokens.
     ``negatives_per`` chooses how noise is drawn:
 
-    * ``"center"`` (default): ``negative`` ids per center position, shared by all the pairs
-      of that center (:func:`sgns_center_step`); a step covers about
+    * ``"lane"`` (default): ``LANE_POSITIONS · negative`` ids per lane of consecutive
+      centers, shared by all the lane's pairs with weight ``1 / LANE_POSITIONS``
+      (:func:`sgns_center_step`, :func:`noise_shares`); a step covers about
       ``batch_size / (window + 1)`` centers (the mean number of pairs per center is
       ``window + 1``), laid out in lanes of consecutive positions (sequence order shuffled
       within a chunk);
+    * ``"center"``: the same lanes, ``negative`` ids per center position shared by that
+      center's pairs (the default before issue 16: noisier, and worse on hard graphs);
     * ``"pair"``: ``negative`` fresh ids per pair, exactly as word2vec (:func:`sgns_step`),
       ``batch_size`` pairs per step, shuffled within a chunk.
 
@@ -405,14 +470,16 @@ def train_skipgram(
     centers_per_step = max(1, round(int(batch_size) / (window + 1)))
     positions = min(LANE_POSITIONS, centers_per_step)
     lanes = -(-centers_per_step // positions)
+    shares = (jnp.asarray(noise_shares(positions, int(negative), negatives_per))
+              if negatives_per != "pair" else None)
     bounds = _chunk_bounds(corpus.offsets, chunk_tokens)
     call = 0
     for epoch in range(int(epochs)):
         for lo, hi in itertools.pairwise(bounds):
-            toks, seqs = _chunk(corpus, lo, hi, rng if negatives_per == "center" else None)
+            toks, seqs = _chunk(corpus, lo, hi, rng if negatives_per != "pair" else None)
             kept = rng.random(toks.size) < keep_prob[toks]
             toks, seqs = toks[kept], seqs[kept]
-            reach = window - rng.integers(0, window, size=toks.size)
+            reach = draw_reach(rng, toks.size, window)
             start = epoch * total + lo
             if negatives_per == "pair":
                 centers, contexts = window_pairs(toks, seqs, reach, window)
@@ -422,9 +489,7 @@ def train_skipgram(
             else:
                 lane_cols = center_lanes(toks, seqs, reach, window, lanes, positions)
                 n_steps = (lane_cols[0].shape[1] - 2 * window) // positions
-            frac = (np.arange(n_steps) + 0.5) / max(n_steps, 1)
-            lrs = lr * np.maximum(1.0 - (start + frac * (hi - lo)) / (epochs * total),
-                                  MIN_LR_RATIO)
+            lrs = learning_rates(lr, start, hi - lo, n_steps, epochs * total)
             for s0 in range(0, n_steps, steps_per_call):
                 s1 = min(n_steps, s0 + steps_per_call)
                 step_key = jax.random.fold_in(k_neg, call)
@@ -435,7 +500,7 @@ def train_skipgram(
                 else:
                     cols, r = _pack_lanes(lane_cols, lrs, s0, s1, positions, window)
                     w_in, w_out = _train_center_steps(w_in, w_out, *cols, r, cdf, step_key,
-                                                      int(negative), int(window), positions)
+                                                      shares, int(window), positions)
                 call += 1
             if progress is not None:
                 progress(epoch * total + hi, epochs * total)

@@ -49,6 +49,7 @@ __all__ = [
     "Table",
     "gather",
     "gather_rows",
+    "module_rows",
     "pool_rows",
     "table_fields",
 ]
@@ -163,7 +164,10 @@ class FieldEmbeddings(nnx.Module):
         """Every field's pooled embedding, ``f[B, F, dim]`` (all fields must share one dim)."""
         dims = {f.name: self.inputs.dim(f.name) for f in self.inputs.fields}
         if len(set(dims.values())) != 1:
-            raise ValueError(f"stacking field embeddings needs one dim, got {dims}")
+            first = self.inputs.fields[0].name
+            odd = next(name for name, dim in dims.items() if dim != dims[first])
+            raise ValueError(f"stacking field embeddings needs one dim: field {odd!r} has dim "
+                             f"{dims[odd]}, field {first!r} has {dims[first]}")
         return jnp.stack([self.pooled(rows, batch, f.name) for f in self.inputs.fields], 1)
 
     def concatenated(self, rows: Rows, batch: Mapping[str, Any]) -> jax.Array:
@@ -181,10 +185,11 @@ class FieldEmbeddings(nnx.Module):
         for f in self.inputs.fields:
             out = out + pool_rows(rows[f"linear:{f.table}"][f.name], batch[f.name],
                                   f.combiner)[:, 0]
-        return out + self.wide_logit(rows)
+        return out + self.wide_logit(rows, batch)
 
-    def wide_logit(self, rows: Rows) -> jax.Array:
-        """The wide crosses' summed weights ``f[B]`` (0 without a wide part)."""
+    def wide_logit(self, rows: Rows, batch: Mapping[str, Any]) -> jax.Array:
+        """The wide crosses' weights summed with the slots' weights, ``f[B]`` (0 without a
+        wide part)."""
         if not self.has_wide:
             return jnp.zeros(())
-        return rows["wide"]["wide"].sum(axis=(1, 2))
+        return pool_rows(rows["wide"]["wide"], batch["wide"], "sum")[:, 0]

@@ -47,10 +47,15 @@ import numpy as np
 
 __all__ = [
     "EXCLUDED_PACKAGES",
+    "HELD_OUT_FRACTION",
+    "PACKAGE_EXCLUDED",
     "Corpus",
     "association_pairs",
     "builtin_corpus",
+    "general_documents",
+    "held_out_module",
     "noisy_texts",
+    "package_sources",
     "split_sentences",
     "stdlib_sources",
 ]
@@ -245,6 +250,80 @@ def _docstring_documents(packages: Sequence[str] | None) -> list[tuple[str, str]
                 continue
         docs.extend(_docstrings(tree, module.removesuffix(".__init__")))
     return docs
+
+
+PACKAGE_EXCLUDED: frozenset[str] = frozenset({
+    "test", "tests", "testing", "_vendor", "vendor", "vendored", "__pycache__",
+})
+"""Folders of installed packages left out of :func:`general_documents`: test suites and
+vendored copies of other packages."""
+
+HELD_OUT_FRACTION = 0.05
+"""The share of modules (and reference topics) :func:`general_documents` keeps out of the
+general encoder's training text, chosen by a stable hash of the module name."""
+
+
+def held_out_module(module: str, fraction: float = HELD_OUT_FRACTION) -> bool:
+    """Whether ``module`` (a dotted module name, or a topic name) is held out: its stable
+    string hash (:func:`~jaxembed.encoding.hashing.hash_strings`) as a fraction of
+    :math:`2^{64}` is below ``fraction`` — the same on every machine."""
+    from jaxembed.encoding.hashing import hash_strings
+
+    h = int(hash_strings(np.array([module], dtype=object))[0])
+    return h / 2.0**64 < fraction
+
+
+def package_sources(root: str | Path | None = None) -> list[tuple[str, Path]]:
+    """``(module, path)`` of every ``.py`` file of the installed packages (``purelib``), sorted
+    by path, outside :data:`PACKAGE_EXCLUDED` folders."""
+    root = Path(sysconfig.get_paths()["purelib"] if root is None else root)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).parts
+        if any(part in PACKAGE_EXCLUDED or part.endswith((".dist-info", ".egg-info"))
+               for part in parts[:-1]):
+            continue
+        module = ".".join(path.relative_to(root).with_suffix("").parts)
+        found.append((module.removesuffix(".__init__"), path))
+    return sorted(found, key=lambda item: item[1].relative_to(root).as_posix())
+
+
+def _file_docstrings(path: Path, module: str) -> list[tuple[str, str]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escape sequences in old sources
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError, OSError):  # a template, not Python; unreadable
+            return []
+    return _docstrings(tree, module)
+
+
+def general_documents(*, packages: bool = True, fraction: float = HELD_OUT_FRACTION,
+                      limit: int | None = None
+                      ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(training, held_out)`` documents: the largest text available offline.
+
+    The reference topics, the standard library's docstrings and (``packages``) the docstrings
+    of every installed package (:func:`package_sources`), each docstring one document named
+    ``module.qualname``. Whole modules (and topics) whose :func:`held_out_module` is true go to
+    ``held_out`` — text the general encoder never trains on, for measuring it on unseen
+    documents. ``limit`` keeps the first ``limit`` source files of each kind (tests).
+    """
+    training: list[tuple[str, str]] = []
+    held: list[tuple[str, str]] = []
+    for name, text in _topic_documents():
+        (held if held_out_module(name, fraction) else training).append((name, text))
+    stdlib_root = Path(sysconfig.get_paths()["stdlib"])
+    sources = [(".".join(p.relative_to(stdlib_root).with_suffix("").parts)
+                .removesuffix(".__init__"), p) for p in stdlib_sources()][:limit]
+    if packages:
+        sources += package_sources()[:limit]
+    for module, path in sources:
+        out = held if held_out_module(module, fraction) else training
+        out.extend(_file_docstrings(path, module))
+    return training, held
 
 
 def builtin_corpus(sources: Sequence[str] = ("topics", "docstrings"), *,

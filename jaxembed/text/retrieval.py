@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from jaxembed.text.corpus import Corpus
+from jaxembed.text.hybrid import hybrid_scores, reciprocal_ranks
 from jaxembed.text.retrieval_index import Hit, SentenceIndex, top_k
 from jaxembed.text.retrieval_model import (
     DualEncoder,
@@ -35,16 +36,20 @@ from jaxembed.text.retrieval_model import (
     in_batch_loss,
     train_dual_encoder,
 )
+from jaxembed.text.retriever import Retriever
 
 __all__ = [
     "DualEncoder",
     "Hit",
     "NgramHasher",
     "RetrievalModel",
+    "Retriever",
     "SentenceIndex",
     "evaluate_next_sentence",
+    "evaluate_rankings",
     "in_batch_loss",
     "next_sentence_experiment",
+    "ranking_metrics",
     "top_k",
     "train_dual_encoder",
 ]
@@ -66,6 +71,57 @@ def _recalls(scores: np.ndarray, own: np.ndarray, targets: np.ndarray,
                   & (np.arange(scores.shape[1])[None, :] < targets[:, None]), axis=1)
     rank = higher + ties
     return {k: float(np.mean(rank < k)) for k in ks}
+
+
+def ranking_metrics(scores: Any, own: np.ndarray, targets: np.ndarray,
+                    ks: Sequence[int] = (1, 10)) -> dict[str, float]:
+    r"""``{"recall@k": ..., "mrr": ...}`` of a ``[P, C]`` score matrix: recall@k is the share
+    of rows whose target column ranks in the first ``k``, MRR the mean of
+    :math:`1/\mathrm{rank}`; ``own[i]`` (the statement itself among the candidates, or -1)
+    is never ranked; ties rank in candidate order."""
+    scores = np.array(scores, np.float64)
+    out = {f"recall@{k}": v for k, v in _recalls(scores, own, targets, ks).items()}
+    rows = np.flatnonzero(own >= 0)
+    scores[rows, own[rows]] = -np.inf
+    out["mrr"] = float(np.mean(reciprocal_ranks(scores, targets)))
+    return out
+
+
+def evaluate_rankings(retriever: Retriever, statements: Sequence[str],
+                      responses: Sequence[str],
+                      ks: Sequence[int] = (1, 10)) -> dict[str, Any]:
+    """Next-sentence retrieval of held-out pairs by every ranking, in one run.
+
+    The candidates are the distinct ``responses`` (the statement itself left out of its own
+    ranking, as in :func:`evaluate_next_sentence`). Rankings: the retriever's ``"dense"``,
+    ``"bm25"`` and ``"hybrid"`` scores (:meth:`Retriever.score`, BM25 statistics from the
+    candidates, with the retriever's stop words) and scikit-learn's ``TfidfVectorizer``
+    cosine (defaults, fitted on the statements and candidates). Returns ``{"queries": P,
+    "candidates": C, ranking: ranking_metrics(...)}``.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    statements, responses = list(statements), list(responses)
+    if len(statements) != len(responses) or not statements:
+        raise ValueError(f"need as many statements as responses, at least one; got "
+                         f"{len(statements)} and {len(responses)}")
+    candidates = list(dict.fromkeys(responses))
+    position = {text: i for i, text in enumerate(candidates)}
+    targets = np.array([position[r] for r in responses])
+    own = np.array([position.get(text, -1) for text in statements])
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1 or ks[-1] > len(candidates):
+        raise ValueError(f"ks={ks} must lie in [1, {len(candidates)}] (the candidates)")
+    tfidf = TfidfVectorizer().fit(statements + candidates)
+    results: dict[str, Any] = {"queries": len(statements), "candidates": len(candidates)}
+    dense = np.asarray(retriever.dense_scores(statements, candidates), np.float64)
+    lexical = retriever.score(statements, candidates, ranking="bm25")
+    scores = {"dense": dense, "bm25": lexical,
+              "tfidf": (tfidf.transform(statements) @ tfidf.transform(candidates).T).toarray(),
+              "hybrid": hybrid_scores(dense, lexical, retriever.weight)}
+    for name, matrix in scores.items():
+        results[name] = ranking_metrics(matrix, own, targets, ks)
+    return results
 
 
 def evaluate_next_sentence(model: RetrievalModel, statements: Sequence[str],

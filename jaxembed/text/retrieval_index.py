@@ -25,7 +25,8 @@ hardware-accelerated partial reduction that finds each true neighbour with proba
 before and after a hit), their vectors from a
 :class:`~jaxembed.text.retrieval_model.RetrievalModel`'s response tower, and the model; it is
 saved as a folder: ``vectors.npz`` (``vectors``, ``doc_ids``), ``sentences.json`` and
-``model/`` — every file written atomically, no pickle.
+``model/`` — every file written atomically, no pickle. ``sentences.json`` also keeps the
+hybrid weight.
 """
 
 from __future__ import annotations
@@ -45,10 +46,13 @@ import numpy as np
 from jax import lax
 
 from jaxembed._atomic import write_bytes, write_text
+from jaxembed.text.bm25 import BM25, ENGLISH_STOP_WORDS
 from jaxembed.text.corpus import Corpus
+from jaxembed.text.hybrid import RANKINGS, hybrid_scores
 from jaxembed.text.retrieval_model import RetrievalModel
 
-__all__ = ["Hit", "SentenceIndex", "pad_to_chunks", "top_k", "top_k_reference"]
+__all__ = ["Hit", "SentenceIndex", "first_occurrences", "pad_to_chunks", "sentence_key",
+           "top_k", "top_k_reference"]
 
 
 def pad_to_chunks(vectors: Any, chunk_size: int) -> jax.Array:
@@ -135,18 +139,46 @@ class Hit:
     after: str | None
 
 
+def sentence_key(sentence: str) -> str:
+    """What makes two sentences the same result: their words, case folded (white space and
+    case differences collapse)."""
+    return " ".join(sentence.casefold().split())
+
+
+def first_occurrences(sentences: Sequence[str]) -> np.ndarray:
+    """``int64[U]``: the index of the first of each group of equal sentences
+    (:func:`sentence_key`), in order."""
+    seen: set[str] = set()
+    keep = []
+    for i, sentence in enumerate(sentences):
+        key = sentence_key(sentence)
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
 class SentenceIndex:
     """Sentences, their response vectors and the model that encodes queries.
+
+    A search ranks each distinct sentence once (:func:`first_occurrences`: a sentence the
+    corpus repeats — the docstrings of overloads, inherited methods — is returned at its
+    first place only), by ``"hybrid"`` (default), ``"dense"`` or ``"bm25"``
+    (:mod:`jaxembed.text.retriever`). ``"dense"`` is the chunked :func:`top_k` scan;
+    ``"bm25"`` and ``"hybrid"`` score every distinct sentence on the host (BM25 is a sparse
+    product; the hybrid standardizes each query's scores over all of them).
 
     Args:
         model: encodes queries (query tower) and candidates (response tower).
         corpus: the sentences with their document ids.
         vectors: ``f32[N, D]`` response vectors of ``corpus.sentences`` (computed if ``None``).
         chunk_size: candidates per chunk of the top-k scan.
+        weight: BM25's weight :math:`w` in the hybrid score.
+        stop_words: BM25 leaves out :data:`~jaxembed.text.bm25.ENGLISH_STOP_WORDS`.
     """
 
     def __init__(self, model: RetrievalModel, corpus: Corpus, vectors: Any = None, *,
-                 chunk_size: int = 65536) -> None:
+                 chunk_size: int = 65536, weight: float = 1.0, stop_words: bool = True) -> None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         if vectors is None:
@@ -155,27 +187,58 @@ class SentenceIndex:
         if vectors.shape != (len(corpus), model.dim):
             raise ValueError(f"vectors have shape {vectors.shape}, expected "
                              f"({len(corpus)}, {model.dim})")
+        hybrid_scores(np.zeros((1, 1)), np.zeros((1, 1)), weight)  # checks the weight
         self.model = model
         self.corpus = corpus
         self.vectors = vectors
-        self.chunk_size = min(chunk_size, max(len(corpus), 1))
-        self._chunks = pad_to_chunks(vectors, self.chunk_size)
+        self.weight = float(weight)
+        self.stop_words = bool(stop_words)
+        self.unique = first_occurrences(corpus.sentences)
+        self.chunk_size = min(chunk_size, max(len(self.unique), 1))
+        self._distinct_vectors = vectors[self.unique]
+        self._chunks = pad_to_chunks(self._distinct_vectors, self.chunk_size)
+        self._bm25: BM25 | None = None
+
+    def _lexical(self) -> BM25:
+        if self._bm25 is None:
+            self._bm25 = BM25([self.corpus.sentences[i] for i in self.unique],
+                              stop_words=ENGLISH_STOP_WORDS if self.stop_words else None)
+        return self._bm25
 
     def __len__(self) -> int:
         return len(self.corpus)
 
-    def search(self, queries: Sequence[str], k: int = 5, *,
+    def search(self, queries: Sequence[str], k: int = 5, *, ranking: str = "hybrid",
                approx: bool = False) -> list[list[Hit]]:
-        """The ``k`` sentences most likely to follow each query (best first)."""
+        """The ``k`` best distinct sentences for each query (best first) under ``ranking``;
+        ``approx`` applies to ``"dense"`` only."""
         if isinstance(queries, str):
             raise TypeError("queries must be a sequence of str, got a single str")
+        if ranking not in RANKINGS:
+            raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}; got {ranking!r}")
         if not len(self):
             raise ValueError("the index holds no sentence")
-        k = min(k, len(self)) if isinstance(k, int) and not isinstance(k, bool) and k > 0 else k
-        q = self.model.encode_queries(list(queries))
-        scores, ids = top_k(q, self._chunks, k, num_valid=len(self), approx=approx)
+        distinct = len(self.unique)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = min(k, distinct)
+        queries = list(queries)
+        if ranking == "dense":
+            q = self.model.encode_queries(queries)
+            scores, ids = top_k(q, self._chunks, k, num_valid=distinct, approx=approx)
+            scores, ids = np.asarray(scores), np.asarray(ids)
+        else:
+            lexical = self._lexical().scores(queries)
+            if ranking == "bm25":
+                full = lexical
+            else:
+                dense = self.model.encode_queries(queries) @ self._distinct_vectors.T
+                full = hybrid_scores(dense, lexical, self.weight)
+            ids = np.argsort(-full, axis=1, kind="stable")[:, :k]
+            scores = np.take_along_axis(full, ids, axis=1)
+        ids = self.unique[ids]
         out = []
-        for row_scores, row_ids in zip(np.asarray(scores), np.asarray(ids), strict=True):
+        for row_scores, row_ids in zip(scores, ids, strict=True):
             hits = []
             for score, i in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
                 before, after = self.corpus.context(i)
@@ -190,7 +253,8 @@ class SentenceIndex:
         buffer = io.BytesIO()
         np.savez(buffer, vectors=self.vectors, doc_ids=np.asarray(self.corpus.doc_ids))
         write_bytes(folder / "vectors.npz", buffer.getvalue())
-        payload = {"sentences": self.corpus.sentences, "doc_names": self.corpus.doc_names}
+        payload = {"sentences": self.corpus.sentences, "doc_names": self.corpus.doc_names,
+                   "weight": self.weight, "stop_words": self.stop_words}
         write_text(folder / "sentences.json", json.dumps(payload, ensure_ascii=False) + "\n")
 
     @classmethod
@@ -206,4 +270,5 @@ class SentenceIndex:
         corpus = Corpus(list(payload["sentences"]), doc_ids.astype(np.int64),
                         list(payload["doc_names"]))
         return cls(RetrievalModel.load(folder / "model"), corpus, vectors,
-                   chunk_size=chunk_size)
+                   chunk_size=chunk_size, weight=float(payload.get("weight", 1.0)),
+                   stop_words=bool(payload.get("stop_words", False)))

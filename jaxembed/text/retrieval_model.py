@@ -289,6 +289,7 @@ def train_dual_encoder(statements: Sequence[str], responses: Sequence[str], key:
                        max_ngrams: int = 128, epochs: int = 10, batch_size: int = 1024,
                        learning_rate: float = 2e-3, scale: float = 20.0,
                        learn_scale: bool = True, ngram_dropout: float = 0.5, seed: int = 0,
+                       init: RetrievalModel | None = None,
                        progress: bool = False) -> tuple[RetrievalModel, list[float]]:
     """Train a :class:`DualEncoder` on (statement, next sentence) pairs with in-batch negatives.
 
@@ -296,6 +297,11 @@ def train_dual_encoder(statements: Sequence[str], responses: Sequence[str], key:
     n-gram hash seed. Batches are full (``min(batch_size, P)`` pairs; the last partial batch
     of an epoch is dropped, a different one each epoch). Returns the model and each epoch's
     mean loss.
+
+    ``init`` fine-tunes a copy of a trained model instead (its hasher and sizes win over
+    ``num_buckets``, ``dim``, ``hidden``, ``max_ngrams``, ``seed`` and ``learn_scale``; ``init``
+    itself is left as it was): a bucket the model's idf already weights keeps its weight, a
+    bucket first seen in these pairs gets its idf in them.
     """
     statements = text_list(statements, "statements")
     responses = text_list(responses, "responses")
@@ -305,17 +311,27 @@ def train_dual_encoder(statements: Sequence[str], responses: Sequence[str], key:
         raise ValueError("in-batch negatives need at least 2 pairs")
     _int_at_least(epochs, "epochs", 0)
     _int_at_least(batch_size, "batch_size", 2)
-    hasher = NgramHasher(num_buckets, max_ngrams, seed)
+    if init is not None:
+        config = init.config()
+        num_buckets, max_ngrams = config["num_buckets"], config["max_ngrams"]
+        hasher = init.hasher
+    else:
+        hasher = NgramHasher(num_buckets, max_ngrams, seed)
     query_ids = hasher.ids(statements, width=max_ngrams)
     response_ids = hasher.ids(responses, width=max_ngrams)
     width = bucket_width(int(max(np.sum(query_ids >= 0, 1).max(),
                                  np.sum(response_ids >= 0, 1).max())))
     query_ids, response_ids = query_ids[:, :width], response_ids[:, :width]
     init_key, shuffle_key, dropout_key = jax.random.split(key, 3)
-    encoder = DualEncoder(num_buckets, dim, hidden, scale=scale, learn_scale=learn_scale,
-                          rngs=nnx.Rngs(init_key))
-    encoder.idf[...] = jnp.asarray(idf_weights(np.concatenate([query_ids, response_ids]),
-                                               num_buckets))
+    idf = idf_weights(np.concatenate([query_ids, response_ids]), num_buckets)
+    if init is not None:
+        encoder = nnx.clone(init.encoder)
+        known = np.asarray(encoder.idf[...])
+        idf = np.where(known > 0, known, idf)
+    else:
+        encoder = DualEncoder(num_buckets, dim, hidden, scale=scale, learn_scale=learn_scale,
+                              rngs=nnx.Rngs(init_key))
+    encoder.idf[...] = jnp.asarray(idf)
     n = len(statements)
     batch = min(batch_size, n)
     steps = n // batch

@@ -88,15 +88,16 @@ def word2vec(
     *,
     lr: float = 0.025,
     batch_size: int | None = None,
-    negatives_per: str = "center",
+    negatives_per: str = "lane",
     progress: Callable[[int, int], None] | None = None,
 ) -> KeyedVectors:
     """Skip-gram word vectors for the tokens of ``sentences`` (an iterable of token lists).
 
     Returns :class:`~jaxembed.text.KeyedVectors` with the input ("syn0") vectors, keys most
     frequent first. ``negatives_per`` is :func:`~jaxembed.graph.skipgram.train_skipgram`'s
-    (``"center"``: noise shared by a center's pairs, the fast default; ``"pair"``: a draw per
-    pair as in the C tool and gensim). ``progress(done, total)`` reports tokens processed.
+    (``"lane"``: noise drawn per lane of centers and shared by all their pairs, the fast
+    default; ``"center"``: per center; ``"pair"``: a draw per pair as in the C tool and
+    gensim). ``progress(done, total)`` reports tokens processed.
     Same key, same vectors.
 
     Raises:
