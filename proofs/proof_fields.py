@@ -11,6 +11,8 @@ model of the zoo (:mod:`jaxembed.nn.fields`).
   :math:`\tilde w_{bl} G_b`, the gradient of the lookup).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,14 +31,27 @@ def test_gather_is_the_one_hot_product_per_slot(table_bags):
     np.testing.assert_array_equal(gather(table, bags), literal)
 
 
+@functools.partial(jax.jit, static_argnames="combiner")
+def _both(table, bags, g, combiner):
+    """Both forms and their gradients ``∂⟨g, pool⟩/∂W`` (jitted once per shape bucket)."""
+
+    def fast(t):
+        return jnp.sum(g * pool_rows(gather(t, bags), bags, combiner))
+
+    def lookup(t):
+        return jnp.sum(g * je.bag_lookup(t, bags, combiner=combiner))
+
+    return (pool_rows(gather(table, bags), bags, combiner),
+            je.bag_lookup(table, bags, combiner=combiner), jax.grad(fast)(table),
+            jax.grad(lookup)(table))
+
+
 @settings(max_examples=10)  # the combiners and shape buckets; proof_row_grads covers more
 @given(table_and_bags(), st.sampled_from(["sum", "mean", "sqrtn"]), st.integers(0, 2**31))
 def test_pooled_gathered_rows_are_the_bag_lookup(table_bags, combiner, seed):
     table, bags = table_bags
-    fast = pool_rows(gather(table, bags), bags, combiner)
-    lookup = je.bag_lookup(table, bags, combiner=combiner)
+    g = jnp.asarray(np.random.default_rng(seed).normal(size=(bags.batch_size, table.shape[1])),
+                    jnp.float32)
+    fast, lookup, d_fast, d_lookup = _both(table, bags, g, combiner)
     np.testing.assert_allclose(fast, lookup, rtol=1e-5, atol=1e-5)
-    g = jnp.asarray(np.random.default_rng(seed).normal(size=fast.shape), jnp.float32)
-    d_fast = jax.grad(lambda t: jnp.sum(g * pool_rows(gather(t, bags), bags, combiner)))(table)
-    d_lookup = jax.grad(lambda t: jnp.sum(g * je.bag_lookup(t, bags, combiner=combiner)))(table)
     np.testing.assert_allclose(d_fast, d_lookup, rtol=1e-5, atol=1e-5)
