@@ -32,6 +32,8 @@ SMALL = {  # small towers: the tests check wiring, not capacity, and compile fas
     "din": {"att_hidden": (8,), "hidden": (8,)},
     "fm": {},
     "lr": {},
+    "search_ctr": {"domains": {"goods": ["item", "recent"]}, "behavior": (4, 8),
+                   "prediction": (8,), "stats": (4, 4)},
     "wide_deep": {"hidden": (8,)},
     "xdeepfm": {"cin_layers": (4, 3), "hidden": (8,)},
 }

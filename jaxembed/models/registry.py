@@ -23,6 +23,7 @@ MODELS: dict[str, str] = {
     "din": "jaxembed.models.din:DIN",
     "fm": "jaxembed.models.fm:FM",
     "lr": "jaxembed.models.lr:LR",
+    "search_ctr": "jaxembed.models.search_ctr:SearchCTR",
     "wide_deep": "jaxembed.models.wide_deep:WideDeep",
     "xdeepfm": "jaxembed.models.xdeepfm:XDeepFM",
 }

@@ -136,6 +136,8 @@ def check_model(schema: Schema, model: str, options: Mapping[str, Any]
     """``(hyperparameters, fit configuration)`` after checking, before any data is read, that
     the model exists and builds with them on the schema's fields (tables of stand-in size)."""
     hyper, config_kwargs = split_options(model, options)
+    if schema.options.domains and "domains" in registry.hyperparameters(model):
+        hyper.setdefault("domains", {k: list(v) for k, v in schema.options.domains.items()})
     config = FitConfig(**config_kwargs)
     try:
         registry.build(model, model_inputs(schema, lambda f: 2), seed=config.seed, **hyper)
