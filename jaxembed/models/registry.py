@@ -16,8 +16,14 @@ from flax import nnx
 from jaxembed.models.inputs import ModelInputs
 
 MODELS: dict[str, str] = {
+    "autoint": "jaxembed.models.autoint:AutoInt",
+    "dcnv2": "jaxembed.models.dcnv2:DCNv2",
+    "deepfm": "jaxembed.models.deepfm:DeepFM",
+    "din": "jaxembed.models.din:DIN",
+    "fm": "jaxembed.models.fm:FM",
     "lr": "jaxembed.models.lr:LR",
     "wide_deep": "jaxembed.models.wide_deep:WideDeep",
+    "xdeepfm": "jaxembed.models.xdeepfm:XDeepFM",
 }
 
 

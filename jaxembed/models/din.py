@@ -1,0 +1,126 @@
+r"""Deep Interest Network (Zhou et al., 2018): target attention over a user's histories.
+
+The *target* is a single-valued field (the candidate ``item``); its *histories* are the
+multi-valued fields that share its table (``share = "item"`` in the schema, e.g.
+``recent_items``). For a history's rows :math:`h_l` (``l`` its slots) and the target's
+embedding :math:`t`, an attention MLP scores each position,
+
+.. math::
+
+    a_l = w_l\, \mathrm{MLP}_a\big([h_l,\ t,\ h_l - t,\ h_l \odot t]\big), \qquad
+    \mathrm{pool}(h) = \sum_l a_l h_l = \big(\mathrm{multi\_hot}(\mathrm{ids}, a)\big) W,
+
+with :math:`w_l` the slot's weight (1 for an unweighted id, 0 on padding): the weights are
+**not** softmax-normalized, as in the paper, so the pooled vector keeps the intensity of the
+user's interest. The pool is the embedding equation with weights :math:`a`
+(``proofs/proof_din.py``). Every other field is pooled by its combiner; the pooled fields,
+the attention pools and the numeric features go side by side into ReLU layers ``hidden`` and
+a 1-unit output.
+
+The attention MLP (``att_hidden``, sigmoid as in the paper's code) is shared by all the
+target's histories. The paper's Dice activation and mini-batch aware regularization are left
+out (ReLU in the tower instead).
+
+References:
+    Zhou, G. et al. (2018). Deep Interest Network for Click-Through Rate Prediction. KDD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxembed.bags import Bags
+from jaxembed.models.inputs import ModelInputs
+from jaxembed.models.parts import activation, deep_width, dense, tower, widths
+from jaxembed.nn.ctr import MLP
+from jaxembed.nn.fields import FieldEmbeddings, Rows, module_rows
+
+
+def default_target(inputs: ModelInputs) -> str:
+    """The first single-valued field that has histories; a ``ValueError`` when none has."""
+    for f in inputs.fields:
+        if inputs.histories(f.name):
+            return f.name
+    single = [f.name for f in inputs.fields if not f.multi]
+    raise ValueError(
+        "din needs a multi-valued field with share = \"<field>\" (a history sharing a "
+        f"single-valued field's table); none of the single-valued fields {single} has one")
+
+
+def check_target(inputs: ModelInputs, target: str) -> tuple[str, ...]:
+    """The histories of ``target``; a ``ValueError`` saying which field and why when it is
+    not a single-valued field with at least one history."""
+    names = [f.name for f in inputs.fields]
+    if target not in names:
+        raise ValueError(f"din target {target!r} is not a field; fields: {names}")
+    if inputs.field(target).multi:
+        raise ValueError(f"din target {target!r} is multi-valued; the target must be a "
+                         f"single-valued field (the candidate)")
+    histories = inputs.histories(target)
+    if not histories:
+        raise ValueError(
+            f"din target {target!r} has no history: din needs a multi-valued field with "
+            f"share = \"{target}\" (indexing table {inputs.field(target).table!r})")
+    return histories
+
+
+class AttentionUnit(nnx.Module):
+    r"""The attention MLP: :math:`[h, t, h - t, h \odot t] \mapsto` one score per position."""
+
+    def __init__(self, dim: int, hidden: Sequence[int], *, rngs: nnx.Rngs,
+                 activation_name: str = "sigmoid") -> None:
+        hidden = widths(hidden, "att_hidden")
+        act = activation(activation_name, "att_activation")
+        self.mlp = MLP(4 * dim, (*hidden, 1), [act] * len(hidden) + [None], rngs=rngs)
+
+    def __call__(self, history: jax.Array, target: jax.Array, bags: Bags) -> jax.Array:
+        """:math:`a_l = w_l \\mathrm{MLP}_a(\\ldots)`, ``f[B, L]`` (0 on padding)."""
+        t = jnp.broadcast_to(target[:, None], history.shape)
+        scores = self.mlp(jnp.concatenate([history, t, history - t, history * t], -1))[..., 0]
+        return scores * bags.slot_weights(history.dtype)
+
+
+def attention_pool(rows: jax.Array, weights: jax.Array) -> jax.Array:
+    r""":math:`\sum_l a_l h_l`, ``f[B, d]`` from rows ``f[B, L, d]`` and weights ``f[B, L]``."""
+    return jnp.einsum("bl,blk->bk", weights, rows)
+
+
+class DIN(nnx.Module):
+    """DIN; ``target`` the candidate field (default: the first single-valued field with a
+    history), ``att_hidden``/``att_activation`` the attention MLP, ``hidden`` the tower."""
+
+    def __init__(self, inputs: ModelInputs, *, rngs: nnx.Rngs, target: str | None = None,
+                 att_hidden: Sequence[int] = (80, 40), att_activation: str = "sigmoid",
+                 hidden: Sequence[int] = (200, 80), init_std: float = 0.01) -> None:
+        self.inputs = inputs
+        self.target = default_target(inputs) if target is None else target
+        self.histories = check_target(inputs, self.target)
+        self.fields = FieldEmbeddings(inputs, rngs=rngs, init_std=init_std)
+        self.attention = AttentionUnit(inputs.dim(self.target), att_hidden, rngs=rngs,
+                                       activation_name=att_activation)
+        self.deep = tower(deep_width(inputs), hidden, rngs=rngs)
+
+    def __call__(self, batch: Mapping[str, Any]) -> jax.Array:
+        return self.head(module_rows(self, batch), batch)
+
+    def interest(self, rows: Rows, batch: Mapping[str, Any], history: str,
+                 target: jax.Array) -> jax.Array:
+        """One history's attention pool, ``f[B, d]``."""
+        h = self.fields.rows(rows, history)
+        return attention_pool(h, self.attention(h, target, batch[history]))
+
+    def head(self, rows: Rows, batch: Mapping[str, Any]) -> jax.Array:
+        """The logits ``f[B]``."""
+        target = self.fields.pooled(rows, batch, self.target)
+        parts = []
+        for f in self.inputs.fields:
+            if f.name in self.histories:
+                parts.append(self.interest(rows, batch, f.name, target))
+            else:
+                parts.append(self.fields.pooled(rows, batch, f.name))
+        return self.deep(jnp.concatenate([*parts, dense(batch)], axis=-1))[:, 0]
