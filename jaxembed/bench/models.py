@@ -211,16 +211,19 @@ def _import_peer() -> bool:
 
 def run(rows: int = 100_000, seed: int = 0, models: str = ",".join(MODELS),
         epochs: int | None = None, steps: int = 30, warmup: int = 5, peer: bool = True,
-        out: str | None = None, **options: Any) -> dict:
+        torch_threads: int = 1, out: str | None = None, **options: Any) -> dict:
     """Print the table (test AUC, log loss, examples/s of both sides and their ratio);
     return the figures. ``rows``: the generated log (0.8 train); ``models``: comma-separated
-    names; ``epochs``: the epoch cap of both sides (default: FitConfig's); ``options``: extra
-    ``runs.fit`` options for jaxembed (e.g. ``batch_size=2048``)."""
+    names; ``epochs``: the epoch cap of both sides (default: FitConfig's); ``torch_threads``:
+    PyTorch's intra-op threads (1 by default: on a shared 2-core machine its 2 spinning
+    threads run 10-15x slower than one); ``options``: extra ``runs.fit`` options for jaxembed
+    (e.g. ``batch_size=2048``)."""
     print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}")
     use_peer = peer and _import_peer()
     if use_peer:
         import torch
 
+        torch.set_num_threads(torch_threads)
         print(f"peer: deepctr-torch {__import__('deepctr_torch').__version__}, torch "
               f"{torch.__version__} ({torch.get_num_threads()} threads)")
     else:
