@@ -209,7 +209,7 @@ def _import_peer() -> bool:
     return True
 
 
-def run(rows: int = 100_000, seed: int = 0, models: str = ",".join(MODELS),
+def run(rows: int = 50_000, seed: int = 0, models: str = ",".join(MODELS),
         epochs: int | None = None, steps: int = 30, warmup: int = 5, peer: bool = True,
         torch_threads: int = 1, out: str | None = None, **options: Any) -> dict:
     """Print the table (test AUC, log loss, examples/s of both sides and their ratio);
