@@ -344,7 +344,9 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
         improved = figures["auc"] > best_auc
         if improved:
             best_auc, stale = figures["auc"], 0
-            checkpoint.save(params_dir, 0, trainer.params())
+            # a new step each time: orbax skips a save to a step it already holds, which
+            # kept the first epoch as "best"
+            checkpoint.save(params_dir, epoch + 1, trainer.params())
         else:
             stale += 1
         console(f"epoch {epoch + 1}: loss {record['loss']:.4f}  valid AUC {figures['auc']:.4f}"
