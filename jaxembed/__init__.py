@@ -24,10 +24,20 @@ __version__ = "0.1.0"
 # Subpackages load on first use (``je.optim.ftrl``, ``je.graph.node2vec`` ...), so that
 # ``import jaxembed`` stays as light as the core.
 _SUBPACKAGES = ("data", "encoding", "features", "graph", "metrics", "models", "nn", "optim",
-                "sharding", "stream", "text", "train")
+                "serving", "sharding", "stream", "text", "train")
+
+
+# ``je.fit``, ``je.evaluate``, ``je.predict``: the own-data path (jaxembed.train.runs).
+_RUNS = ("fit", "evaluate", "predict")
 
 
 def __getattr__(name: str):
+    if name in _RUNS:
+        from jaxembed.train import runs
+
+        value = getattr(runs, name)
+        globals()[name] = value
+        return value
     if name in _SUBPACKAGES:
         import importlib
 
@@ -38,7 +48,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUBPACKAGES])
+    return sorted([*globals(), *_SUBPACKAGES, *_RUNS])
 
 
 __all__ = [

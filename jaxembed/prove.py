@@ -47,6 +47,43 @@ class _Collector:
             self.seconds[file] += report.duration
 
 
+def _proof_names(path: Path) -> list[set[str]]:
+    """The keywords pytest's ``-k`` sees for each proof function of a file (read with
+    :mod:`ast`, nothing imported): the file name, the folder, the class and the function."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in tree.body:
+        members = node.body if isinstance(node, ast.ClassDef) else [node]
+        for item in members:
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                    item.name.startswith("test")):
+                names = {path.name, path.stem, "proofs", item.name}
+                if isinstance(node, ast.ClassDef):
+                    names.add(node.name)
+                found.append(names)
+    return found
+
+
+def matching_proofs(pattern: str) -> list[str]:
+    """The proof functions a pytest ``-k pattern`` selects, judged from names alone (the
+    same rule as pytest: a word matches a case-insensitive substring of a name). Raises
+    ValueError naming the pattern if it does not parse."""
+    from _pytest.mark.expression import Expression  # pytest's own -k grammar
+
+    try:
+        expression = Expression.compile(pattern)
+    except Exception as err:  # its ParseError / SyntaxError (pytest versions differ)
+        raise ValueError(f"-k {pattern!r} is not a pytest -k expression: {err}") from None
+    selected = []
+    for path in sorted(proofs_dir().glob("proof_*.py")):
+        for names in _proof_names(path):
+            lowered = [name.lower() for name in names]
+            if expression.evaluate(lambda word, /, lowered=lowered, **_: any(
+                    word.lower() in name for name in lowered)):
+                selected.append(f"{path.name}::{max(names, key=lambda n: n.startswith('test'))}")
+    return selected
+
+
 def run(profile: str = "ci", pattern: str | None = None) -> int:
     """Run the proofs; print the summary table; return pytest's exit code."""
     try:

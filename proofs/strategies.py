@@ -86,3 +86,46 @@ def table_and_bags(draw, **bag_kwargs):
     """A table and a batch of bags over its rows."""
     table = draw(tables())
     return table, draw(bags(table.shape[0], **bag_kwargs))
+
+
+FIELD_VOCABS = (2, 5, 16)
+COMBINER_NAMES = ("sum", "mean", "sqrtn")
+
+
+@st.composite
+def field_batches(draw, dim: int = 3, max_fields: int = 3, num_dense=(0, 2), scale: float = 1.0):
+    """``(inputs, batch, values)`` for a model of the zoo: a ``ModelInputs`` of 1-2 tables of
+    width ``dim`` and 1-``max_fields`` fields (single- and multi-valued, shared tables, every
+    combiner, weights), its batch (``"dense"`` included, no ``"wide"``) and ``values[table]``
+    the tables' numbers ``f32[rows, dim]``. Multi-valued bags have duplicates, padding and
+    empty bags; a single-valued field may be missing (padding)."""
+    from jaxembed.models.inputs import FieldSpec, ModelInputs, TableSpec
+
+    b = draw(ANY_BATCH)
+    specs = tuple(TableSpec(f"t{i}", draw(st.sampled_from(FIELD_VOCABS)), dim)
+                  for i in range(draw(st.integers(1, 2))))
+    fields, batch = [], {}
+    for i in range(draw(st.integers(1, max_fields))):
+        table = draw(st.sampled_from(specs))
+        multi = draw(st.booleans())
+        combiner = draw(st.sampled_from(COMBINER_NAMES))
+        if multi:
+            lists, weights = draw(bag_lists(table.rows, batch=st.just(b), max_len=4))
+            width = draw(st.sampled_from([w for w in WIDTHS
+                                          if w >= max(map(len, lists), default=0)]))
+        else:
+            lists = [[draw(st.integers(0, table.rows - 1))] if draw(st.integers(0, 5)) else []
+                     for _ in range(b)]
+            weights = ([[draw(st.sampled_from([0.5, 1.0, 2.0, -1.0])) for _ in bag]
+                        for bag in lists] if draw(WEIGHTED) else None)
+            width = 1
+        name = f"f{i}"
+        fields.append(FieldSpec(name, table.name, combiner, multi, width))
+        batch[name] = je.Bags.from_lists(lists, weights, width=width)
+    d = draw(st.sampled_from(num_dense))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    batch["dense"] = rng.normal(size=(b, d)).astype(np.float32)
+    inputs = ModelInputs(specs, tuple(fields), num_dense=d)
+    values = {t.name: draw(tables(vocab=st.just(t.rows), features=st.just(dim), scale=scale))
+              for t in specs}
+    return inputs, batch, values

@@ -226,6 +226,7 @@ def test_node2vec_cli_rejects_unknown_label_node(tmp_path):
     labels = tmp_path / "y.txt"
     labels.write_text("a x\nzzz y\n")
     args = _parser().parse_args(["node2vec", str(edges), "--labels", str(labels),
+                                 "--plot", str(tmp_path / "v.png"),
                                  "--out", str(tmp_path / "v.txt")])
     with pytest.raises(ValueError, match="line 2: node 'zzz' is not in the graph"):
         args.handler(args)

@@ -3,6 +3,7 @@
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -146,3 +147,13 @@ def test_online_negative_downsampling_keeps_every_positive(encoded):
     negatives = len(stream) - positives
     assert positives <= kept < positives + 0.4 * negatives  # ~25% of negatives (binomial)
     assert kept > positives + 0.1 * negatives
+
+
+def test_checkpoint_keeps_empty_leaves(tmp_path):
+    """orbax refuses zero-size arrays: an empty leaf (a model with no dense features has a
+    [0] weight vector) is left out on save and comes back from the template."""
+    tree = {"w": jnp.arange(6.0).reshape(2, 3), "empty": jnp.zeros((0,)), "n": np.int64(4)}
+    checkpoint.save(tmp_path / "c", 3, tree)
+    step, back = checkpoint.restore_latest(tmp_path / "c", jax.tree.map(jnp.zeros_like, tree))
+    assert step == 3 and back["empty"].shape == (0,) and int(back["n"]) == 4
+    np.testing.assert_array_equal(back["w"], tree["w"])

@@ -27,6 +27,9 @@ import textwrap
 from pathlib import Path
 from typing import Any, TextIO
 
+from jaxembed.commands import _args
+from jaxembed.samples import sample_path
+
 __all__ = [
     "add_index_parser",
     "add_search_parser",
@@ -42,17 +45,19 @@ TRAINING_DEFAULTS = {"dim": 256, "buckets": 2**17, "epochs": 10, "batch_size": 1
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     d = TRAINING_DEFAULTS
-    p.add_argument("--dim", type=int, default=d["dim"],
-                   help=f"embedding size (default {d['dim']})")
-    p.add_argument("--buckets", type=int, default=d["buckets"],
-                   help=f"hashed n-gram buckets (default {d['buckets']})")
-    p.add_argument("--epochs", type=int, default=d["epochs"],
+    p.add_argument("--dim", type=_args.positive_int, default=d["dim"],
+                   help=f"embedding size, floats per sentence (default {d['dim']})")
+    p.add_argument("--buckets", type=_args.positive_int, default=d["buckets"],
+                   help=f"hashed n-gram buckets, table rows (default {d['buckets']})")
+    p.add_argument("--epochs", type=_args.positive_int, default=d["epochs"],
                    help=f"passes over the sentence pairs (default {d['epochs']})")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"],
+    p.add_argument("--batch-size", type=_args.int_at_least(2), default=d["batch_size"],
                    help=f"pairs per step, the in-batch negatives (default {d['batch_size']})")
-    p.add_argument("--dropout", type=float, default=d["dropout"],
-                   help=f"n-gram dropout while training (default {d['dropout']})")
-    p.add_argument("--seed", type=int, default=d["seed"], help="random seed (default 0)")
+    p.add_argument("--dropout", type=_args.float_in(0.0, 1.0, high_open=True),
+                   default=d["dropout"],
+                   help=f"n-gram dropout while training, in [0, 1) (default {d['dropout']})")
+    p.add_argument("--seed", type=_args.nonneg_int, default=d["seed"],
+                   help="random seed (default 0)")
 
 
 def add_search_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -62,16 +67,20 @@ def add_search_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Semantic search with a dual encoder: prints the k sentences most likely "
         "to follow QUERY, each with the sentences around it. Without --index, searches the "
         "built-in corpus (CPython's documentation), training and caching its index on first "
-        "use.")
-    p.add_argument("query", nargs="+", metavar="QUERY", help="the query text")
-    p.add_argument("--index", metavar="DIR", help="an index written by 'jaxembed index'")
-    p.add_argument("-k", type=int, default=5, help="results to show (default 5)")
+        "use.",
+        epilog='try: jaxembed search "how do I read a file line by line" -k 3   (the built-in '
+        "corpus; the first call trains and caches its index)")
+    p.add_argument("query", nargs="+", metavar="QUERY", type=_args.nonempty_text,
+                   help="the query text")
+    p.add_argument("--index", metavar="DIR", type=_args.existing_dir,
+                   help="an index written by 'jaxembed index' (default: the built-in corpus)")
+    p.add_argument("-k", type=_args.positive_int, default=5, help="results to show (default 5)")
     p.add_argument("--approx", action="store_true",
                    help="approximate top-k (lax.approx_max_k; fast on TPUs)")
-    p.add_argument("--cache-dir", metavar="DIR",
+    p.add_argument("--cache-dir", metavar="DIR", type=_args.output_dir,
                    help="where the built-in index is cached (default ~/.cache/jaxembed)")
     _add_training_options(p)
-    p.set_defaults(handler=run_search)
+    p.set_defaults(handler=run_search, check=check_search)
     return p
 
 
@@ -81,9 +90,14 @@ def add_index_parser(subparsers: Any) -> argparse.ArgumentParser:
         "index", help="train a sentence-search model on text files and write its index",
         description="Splits each UTF-8 text file (one document each) into sentences, trains a "
         "dual encoder on (sentence, next sentence) pairs, and writes an index folder for "
-        "'jaxembed search --index'.")
-    p.add_argument("files", nargs="+", metavar="FILES", help="UTF-8 text files")
-    p.add_argument("--out", required=True, metavar="DIR", help="the index folder to write")
+        "'jaxembed search --index'.",
+        epilog=f"try: jaxembed index {sample_path('embeddings.txt')} --out my-index --dim 32 "
+        "--epochs 2 --batch-size 8   (a few shipped paragraphs), then: jaxembed search "
+        '"how are large tables split" --index my-index -k 2')
+    p.add_argument("files", nargs="+", metavar="FILES", type=_args.text_file,
+                   help="UTF-8 text files")
+    p.add_argument("--out", required=True, metavar="DIR", type=_args.output_dir,
+                   help="the index folder to write")
     _add_training_options(p)
     p.set_defaults(handler=run_index)
     return p
@@ -96,8 +110,8 @@ def _train_index(corpus: Any, args: argparse.Namespace) -> Any:
 
     statements, responses = corpus.pairs()
     if len(statements) < 2:
-        raise SystemExit(f"jaxembed: the text has {len(statements)} pair(s) of consecutive "
-                         "sentences; at least 2 are needed to train")
+        raise _args.UsageError(f"the text has {len(statements)} pair(s) of consecutive "
+                               "sentences; at least 2 are needed to train")
     model, _ = train_dual_encoder(statements, responses, jax.random.key(args.seed),
                                   num_buckets=args.buckets, dim=args.dim, epochs=args.epochs,
                                   batch_size=args.batch_size, ngram_dropout=args.dropout,
@@ -133,6 +147,7 @@ def _builtin_index(args: argparse.Namespace) -> Any:
     print(f"building the built-in index in {folder} (once)", file=sys.stderr)
     index = _train_index(builtin_corpus(), args)
     index.save(folder)
+    print(f"wrote the built-in index to {folder}", file=sys.stderr)
     return index
 
 
@@ -155,8 +170,6 @@ def run_search(args: argparse.Namespace) -> int:
     """Handler of ``jaxembed search``."""
     from jaxembed.text.retrieval import SentenceIndex
 
-    if args.k < 1:
-        raise SystemExit(f"jaxembed: -k must be >= 1, got {args.k}")
     index = SentenceIndex.load(args.index) if args.index else _builtin_index(args)
     query = " ".join(args.query)
     (hits,) = index.search([query], k=args.k, approx=args.approx)
@@ -173,10 +186,22 @@ def run_index(args: argparse.Namespace) -> int:
         try:
             documents.append((name, Path(name).read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError) as err:
-            raise SystemExit(f"jaxembed: cannot read {name}: {err}") from err
+            raise _args.UsageError(f"cannot read {name}: {err}") from err
     corpus = Corpus.from_documents(documents)
     index = _train_index(corpus, args)
     index.save(args.out)
     print(f"indexed {len(corpus)} sentences from {len(corpus.doc_names)} file(s) into "
-          f"{args.out}", file=sys.stderr)
+          f"{os.path.abspath(args.out)}", file=sys.stderr)
     return 0
+
+
+def check_search(args: argparse.Namespace) -> None:
+    """Options ``search --index`` cannot honour: an index keeps the options it was built
+    with, and the cache holds only the built-in index."""
+    if args.index:
+        ignored = sorted(_args.given(args) & {*TRAINING_DEFAULTS, "cache_dir"})
+        if ignored:
+            names = ", ".join("--" + name.replace("_", "-") for name in ignored)
+            verb = "applies" if len(ignored) == 1 else "apply"
+            raise _args.UsageError(f"{names} only {verb} to the built-in index; {args.index!r} "
+                                   "was built with its own options (drop --index or them)")

@@ -27,7 +27,7 @@ of multi-valued fields' values, as TensorFlow's ``crossed_column``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -99,12 +99,7 @@ class Encoder:
     @property
     def inputs(self) -> ModelInputs:
         """The :class:`~jaxembed.models.inputs.ModelInputs` of a model for this schema."""
-        tables = tuple(TableSpec(f.table, self.rows(f), f.dim) for f in self.embedded
-                       if f.share is None)
-        fields = tuple(FieldSpec(f.name, f.table, f.combiner,
-                                 f.multi or f.kind == "random_code", self.width(f))
-                       for f in self.embedded)
-        return ModelInputs(tables, fields, len(self.dense_fields), self.wide_size)
+        return model_inputs(self.schema, self.rows)
 
     # --- encoding -----------------------------------------------------------------------------
     def encode(self, batch: pa.RecordBatch, *, labels: bool = True, start: int | None = None
@@ -185,11 +180,9 @@ class Encoder:
         out = np.full(batch.num_rows, -1, np.int64)
         offset = 0
         for level, (name, vocab) in enumerate(zip(f.columns, levels, strict=True)):
-            column = own if level == 0 else batch.column(name).fill_null(MISSING)
-            ids = vocab.ids(pc.fill_null(column, MISSING), f"field {f.name!r}") \
-                if vocab.tokens else np.full(batch.num_rows, -1)
-            # oov_buckets = 0 on a level: unknown values come back as -1 through index_in
-            take = (out < 0) & (ids >= 0) & (ids < len(vocab.tokens))
+            column = own if level == 0 else batch.column(name)
+            ids = vocab.index(column.fill_null(MISSING))
+            take = (out < 0) & (ids >= 0)
             out[take] = offset + ids[take]
             offset += len(vocab.tokens)
         cold = out < 0
@@ -249,6 +242,18 @@ class Encoder:
         if self.wide_size:
             out["wide"] = Bags(chunk["wide"])
         return out
+
+
+def model_inputs(schema: Schema, rows: Callable[[Field], int]) -> ModelInputs:
+    """The tables (``rows(field)`` each), fields, dense width and wide size of a schema's
+    model; with a stand-in ``rows`` it checks a model's hyperparameters before the data is
+    read."""
+    embedded = [f for f in schema.features if f.embedded]
+    tables = tuple(TableSpec(f.table, rows(f), f.dim) for f in embedded if f.share is None)
+    fields = tuple(FieldSpec(f.name, f.table, f.combiner, f.multi or f.kind == "random_code",
+                             Encoder.width(f)) for f in embedded)
+    return ModelInputs(tables, fields, len(schema.features) - len(embedded),
+                       sum(c.buckets for c in schema.crosses))
 
 
 def _salt(name: str) -> int:

@@ -192,6 +192,7 @@ def _csv(path: str, schema: Schema, plan: ColumnPlan) -> Iterator[pa.RecordBatch
     delimiter, names = _csv_layout(path, schema)
     if os.path.getsize(path) == 0:
         raise DataError(f"data file {path!r} is empty")
+    _check_columns(_header(path, delimiter, names), plan, repr(path))
     read = pa_csv.ReadOptions(block_size=BLOCK_BYTES, column_names=names)
     parse = pa_csv.ParseOptions(delimiter=delimiter)
     convert = pa_csv.ConvertOptions(column_types=plan.fixed, include_columns=list(plan.types),
@@ -222,7 +223,14 @@ def _header(path: str, delimiter: str, names: list[str] | None) -> list[str]:
     if names is not None:
         return names
     with _open_text(path) as handle:
-        return handle.readline().rstrip("\r\n").split(delimiter)
+        return _cells(handle.readline(), delimiter)
+
+
+def _cells(line: str, delimiter: str) -> list[str]:
+    """The fields of one CSV line (quotes removed)."""
+    import csv
+
+    return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter), [])
 
 
 def _open_text(path: str):
@@ -253,7 +261,7 @@ def _located(path: str, err: Exception, delimiter: str, names: list[str] | None,
         for number, line in enumerate(handle, start=1):
             if number <= first:
                 continue
-            cells = line.rstrip("\r\n").split(delimiter)
+            cells = _cells(line, delimiter)
             if len(cells) != len(header):
                 return (f"data {path!r} line {number}: {len(cells)} fields, the "
                         f"{'header' if names is None else 'schema names'} has {len(header)}")
@@ -275,3 +283,46 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def check_source(data: Any, schema: Schema, *, labels: bool = True) -> None:
+    """Cheap checks before any work: the path exists and is a known format, and the file's
+    header (CSV) or schema (Parquet) has every column the schema reads."""
+    plan = ColumnPlan.of(schema, labels)
+    if not isinstance(data, str | os.PathLike):
+        _check_columns(_arrow_table(data).schema.names, plan, describe(data))
+        return
+    path = os.fspath(data)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    if os.path.isdir(path) or _suffix(path) in PARQUET_SUFFIXES:
+        try:
+            names = pa_ds.dataset(path, format="parquet").schema.names
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"data {path!r} is not readable Parquet: "
+                            f"{str(err).splitlines()[0]}") from None
+        _check_columns(names, plan, repr(path))
+        return
+    if _suffix(path) not in CSV_SUFFIXES:
+        raise DataError(f"data file {path!r}: unknown format (expected "
+                        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or a folder of Parquet)")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"data file {path!r} is empty")
+    delimiter, names = _csv_layout(path, schema)
+    try:
+        with _open_text(path) as handle:
+            first = handle.readline().rstrip("\r\n")
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as err:
+        raise DataError(f"data file {path!r} cannot be read: {err.strerror}") from None
+    if b"\0" in head and not path.lower().endswith((".gz", ".bz2")):
+        raise DataError(f"data file {path!r} is binary, not {_suffix(path)[1:].upper()} text")
+    cells = _cells(first, delimiter)
+    if names is None:
+        _check_columns(cells, plan, repr(path))
+    elif len(cells) != len(names):
+        raise DataError(f"data {path!r} line 1: {len(cells)} fields, the schema's names give "
+                        f"{len(names)} columns")
+    else:
+        _check_columns(names, plan, repr(path))

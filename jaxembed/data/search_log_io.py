@@ -20,12 +20,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from jaxembed._atomic import atomic_path
 from jaxembed.data.search_log import (
     COLUMN_DTYPES,
     ID_FIELDS,
@@ -55,18 +55,10 @@ def _flat_columns(log: SearchLog) -> dict[str, np.ndarray]:
 
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary path next to ``path``, then move it into place."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """Call ``write(tmp)`` on a temporary path next to ``path``, then move it into place
+    (:func:`jaxembed._atomic.atomic_path`: the file gets the user's umask mode)."""
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _check_log(log: Any) -> None:

@@ -86,6 +86,11 @@ class FieldVocab:
             kept = kept[:max_size]
         return cls([t for _, t in kept], [-c for c, _ in kept], oov_buckets, seed)
 
+    def index(self, values: pa.Array) -> np.ndarray:
+        """``int64[n]``: each value's position in the vocabulary, ``-1`` if it has none."""
+        return np.asarray(pc.index_in(values, value_set=self._set).fill_null(-1),
+                          dtype=np.int64)
+
     def ids(self, values: pa.Array, where: str) -> np.ndarray:
         """``int64[n]`` ids of string values; a null gives ``-1``. An out-of-vocabulary value
         with no OOV bucket raises, naming it."""

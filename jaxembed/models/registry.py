@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any
-
-from flax import nnx
+from typing import TYPE_CHECKING, Any
 
 from jaxembed.models.inputs import ModelInputs
+
+if TYPE_CHECKING:
+    from flax import nnx
 
 MODELS: dict[str, str] = {
     "autoint": "jaxembed.models.autoint:AutoInt",
@@ -32,7 +33,7 @@ def available() -> tuple[str, ...]:
     return tuple(sorted(MODELS))
 
 
-def model_class(name: str) -> type[nnx.Module]:
+def model_class(name: str) -> type:
     """The class registered as ``name``; an unknown name lists the available ones."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
@@ -56,4 +57,6 @@ def build(name: str, inputs: ModelInputs, *, seed: int = 0, **hyper: Any) -> nnx
     if unknown:
         raise ValueError(f"model {name!r} has no hyperparameter {unknown[0]!r}; it takes: "
                          f"{', '.join(sorted(accepted)) or 'none'}")
+    from flax import nnx
+
     return cls(inputs, rngs=nnx.Rngs(seed), **hyper)

@@ -13,21 +13,12 @@ def training_bar(description: str, total: int,
     if not enabled:
         yield lambda done, loss: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TextColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(description, total=total, loss="-")
+    from jaxembed._progress import progress_bar
+
+    with progress_bar(TextColumn("loss {task.fields[loss]}")) as bar:
+        task = bar.add_task(description, total=total, loss="-", unit="steps")
 
         def update(done: int, loss: float) -> None:
             bar.update(task, completed=done, loss=f"{loss:.4f}")

@@ -30,10 +30,16 @@ def _flat(tree: Any) -> dict[str, Any]:
     return {f"{i:06d}": leaf for i, leaf in enumerate(jax.tree.leaves(tree))}
 
 
+def _stored(tree: Any) -> dict[str, Any]:
+    """The leaves orbax stores: all but the empty ones (orbax refuses zero-size arrays; an
+    empty leaf is rebuilt from the template's shape on restore)."""
+    return {key: leaf for key, leaf in _flat(tree).items() if np.size(leaf) > 0}
+
+
 def save(directory: str | os.PathLike, step: int, tree: Any) -> None:
     """Save ``tree`` as checkpoint ``step`` and wait until it is committed."""
     manager = _manager(directory)
-    manager.save(int(step), args=ocp.args.StandardSave(_flat(tree)))
+    manager.save(int(step), args=ocp.args.StandardSave(_stored(tree)))
     manager.wait_until_finished()
     manager.close()
 
@@ -74,14 +80,18 @@ def restore_latest(directory: str | os.PathLike, template: Any) -> tuple[int, An
     manager = _manager(directory)
     try:
         stored = dict(manager.item_metadata(step).tree)
-        abstract = {key: _target(leaf, stored.get(key)) for key, leaf in _flat(template).items()}
-        restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        abstract = {key: _target(leaf, stored.get(key)) for key, leaf in _flat(template).items()
+                    if key in stored or np.size(leaf) > 0}
+        restored = dict(manager.restore(step, args=ocp.args.StandardRestore(abstract)))
     except (ValueError, KeyError) as err:
         raise ValueError(
             f"checkpoint {step} in {directory} does not match this model and optimizer: {err}"
         ) from err
     finally:
         manager.close()
+    for key, leaf in _flat(template).items():
+        if key not in restored and np.size(leaf) == 0:
+            restored[key] = leaf  # an empty leaf was not stored: the template's is the value
     if len(restored) != len(leaves):
         raise ValueError(f"checkpoint {step} has {len(restored)} arrays, expected {len(leaves)}")
     return step, jax.tree.unflatten(treedef, [restored[key] for key in sorted(restored)])

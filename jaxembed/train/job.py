@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 from flax import nnx
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from jaxembed import data
+from jaxembed._progress import progress_bar
 from jaxembed.features import SearchFeaturizer
 from jaxembed.models import SearchCTR
 from jaxembed.stream.calibration import calibrate
@@ -38,7 +39,8 @@ from jaxembed.train.evaluate import predict, report
 
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
-    """What ``jaxembed train`` runs (the defaults finish in a few minutes on 2 CPU cores)."""
+    """What ``jaxembed train`` runs (how long the defaults take, and on what machine: the
+    block ``jaxembed bench job`` writes into docs/benchmarks.md)."""
 
     train_size: int = 300_000
     eval_size: int = 60_000
@@ -115,8 +117,7 @@ def _split_by_time(log: data.SearchLog):
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), transient=True)
+    return progress_bar(transient=True)
 
 
 def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
@@ -185,8 +186,9 @@ def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     plot_path = os.path.join(config.out_dir, "training_curves.png")
     _plot(figures, plot_path)
     checkpoints = os.path.join(config.out_dir, "checkpoints")
-    console.print(f"training curves: {plot_path}; checkpoints: {checkpoints}; "
-                  f"total {figures['seconds']:.0f} s")
+    console.print(f"total {figures['seconds']:.0f} s; wrote the training curves to "
+                  f"{os.path.abspath(plot_path)} and the checkpoints to "
+                  f"{os.path.abspath(checkpoints)}")
     return figures
 
 

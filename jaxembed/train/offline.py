@@ -230,7 +230,8 @@ def fit(
         order = epoch_order(n, config.seed, epoch)
         losses = []
         start = time.perf_counter()
-        task = None if progress is None else progress.add_task(f"epoch {epoch + 1}", total=steps)
+        task = None if progress is None else progress.add_task(f"epoch {epoch + 1}", total=steps,
+                                                              unit="batches")
         for s in range(steps):
             rows = order[s * config.batch_size : (s + 1) * config.batch_size]
             batch = jax.tree.map(lambda a, r=rows: a[r], train.batch(0, n))

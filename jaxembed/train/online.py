@@ -162,7 +162,8 @@ def run(learner: OnlineLearner, log: SearchLog, features: Features,
     whole = features.batch(0, len(features))
     pending: list[int] = []
     losses: list[float] = []
-    task = None if progress is None else progress.add_task("online", total=len(events))
+    task = None if progress is None else progress.add_task("online", total=len(events),
+                                                              unit="events")
 
     def train_on(rows: np.ndarray) -> None:
         batch = jax.tree.map(lambda a: a[rows], whole)

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jaxembed import _atomic
-from jaxembed.data.encode import Encoder
+from jaxembed.data.encode import Encoder, model_inputs
 from jaxembed.data.loader import (
     EpochSource,
     Store,
@@ -131,6 +131,22 @@ def split_options(model: str, options: Mapping[str, Any]) -> tuple[dict, dict]:
     return hyper, config
 
 
+def check_model(schema: Schema, model: str, options: Mapping[str, Any]
+                ) -> tuple[dict, FitConfig]:
+    """``(hyperparameters, fit configuration)`` after checking, before any data is read, that
+    the model exists and builds with them on the schema's fields (tables of stand-in size)."""
+    hyper, config_kwargs = split_options(model, options)
+    config = FitConfig(**config_kwargs)
+    try:
+        registry.build(model, model_inputs(schema, lambda f: 2), seed=config.seed, **hyper)
+    except (ValueError, TypeError) as err:
+        if not hyper or str(err).startswith(f"model {model!r}"):
+            raise
+        given = ", ".join(f"{k}={v!r}" for k, v in hyper.items())
+        raise ValueError(f"model {model!r} with {given}: {err}") from None
+    return hyper, config
+
+
 def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
         split: str | None = None, model: str = "wide_deep", out: str | os.PathLike | None = None,
         resume: bool = False, progress: bool = False, process: int = 0, processes: int = 1,
@@ -148,9 +164,7 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
     started = time.perf_counter()
     if not isinstance(schema, Schema):
         schema = Schema.from_toml(schema)
-    registry.model_class(model)  # an unknown name fails before any work
-    hyper, config_kwargs = split_options(model, {**schema.model, **options})
-    config = FitConfig(**config_kwargs)
+    hyper, config = check_model(schema, model, {**schema.model, **options})
     out = os.fspath(out) if out is not None else tempfile.mkdtemp(prefix="jaxembed-run-")
     _claim(out, schema, model, resume)
     console, bar = _console(progress)
@@ -170,6 +184,9 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
             keep_train = keep_valid = None
         vocabularies = Vocabularies.build(record_batches(train, schema), schema,
                                           seed=config.seed, keep=keep_train)
+        if vocabularies.rows < config.batch_size:
+            raise DataError(f"{vocabularies.rows} training rows make no batch of "
+                            f"{config.batch_size} (lower batch_size)")
         vocabularies.save(vocab_path)
         encoder = Encoder(schema, vocabularies, seed=config.seed)
         console(f"vocabularies: {vocabularies.rows:,} training rows, "
@@ -330,7 +347,11 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
         with progress(f"epoch {epoch + 1}", total, first) as advance:
             for i, batch in enumerate(iterator, start=first):
                 losses.append(trainer.step(batch))
-                examples += int(batch["mask"].sum())
+                if i == first:  # the rate leaves out the first step (it compiles)
+                    jax.block_until_ready(losses[-1])
+                    tick = time.perf_counter()
+                else:
+                    examples += int(batch["mask"].sum())
                 advance(int(batch["mask"].sum()))
                 if checkpoint_every and (i + 1) % checkpoint_every == 0:
                     _save(ckpt_dir, trainer, epoch, iterator.get_state(), history, best_auc,
@@ -344,9 +365,7 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
         improved = figures["auc"] > best_auc
         if improved:
             best_auc, stale = figures["auc"], 0
-            # a new step each time: orbax skips a save to a step it already holds, which
-            # kept the first epoch as "best"
-            checkpoint.save(params_dir, epoch + 1, trainer.params())
+            checkpoint.save(params_dir, epoch, trainer.params())  # newest step = the best
         else:
             stale += 1
         console(f"epoch {epoch + 1}: loss {record['loss']:.4f}  valid AUC {figures['auc']:.4f}"
@@ -429,9 +448,9 @@ def predict_to(run: Run | str | os.PathLike, data: Any, out: str | os.PathLike) 
     return rows
 
 
-def evaluate(run: Run | str | os.PathLike, data: Any) -> dict[str, float]:
-    """AUC, log loss, GAUC (by the schema's group column), calibration (Σp/Σy), normalized
-    entropy and the number of rows of ``run`` on labelled ``data``."""
+def labelled_scores(run: Run | str | os.PathLike, data: Any
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels, probabilities, groups)`` of every row of labelled ``data``."""
     run = run if isinstance(run, Run) else Run.load(run)
     labels, probs, groups = [], [], []
     for chunk, p in _scored(run, data, labels=True):
@@ -441,8 +460,19 @@ def evaluate(run: Run | str | os.PathLike, data: Any) -> dict[str, float]:
         probs.append(p)
     if not labels:
         raise DataError("the evaluation data has no rows")
-    y = np.concatenate(labels)
-    figures = report(y, np.concatenate(probs).astype(np.float64), np.concatenate(groups))
-    figures["rows"] = int(y.size)
-    figures["positives"] = int(y.sum())
+    return (np.concatenate(labels), np.concatenate(probs).astype(np.float64),
+            np.concatenate(groups))
+
+
+def metrics_of(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """AUC, log loss, GAUC, calibration, NE, rows and positives of a scored sample."""
+    figures = report(labels, probs, groups)
+    figures["rows"] = int(labels.size)
+    figures["positives"] = int(labels.sum())
     return figures
+
+
+def evaluate(run: Run | str | os.PathLike, data: Any) -> dict[str, float]:
+    """AUC, log loss, GAUC (by the schema's group column), calibration (Σp/Σy), normalized
+    entropy and the number of rows of ``run`` on labelled ``data``."""
+    return metrics_of(*labelled_scores(run, data))
