@@ -91,7 +91,7 @@ def test_cross_network_is_a_polynomial_of_degree_layers_plus_one():
             np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=15)
+@settings(max_examples=8)
 @given(ANY_BATCH, st.sampled_from([1, 3, 8]), st.integers(0, 3), st.integers(0, 2**31))
 def test_fast_cross_is_the_explicit_loop(batch, width, layers, seed):
     rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ def test_fast_cross_is_the_explicit_loop(batch, width, layers, seed):
         np.testing.assert_allclose(got, cross_loop(row, w, b), rtol=1e-4, atol=1e-4)
 
 
-@settings(max_examples=15)
+@settings(max_examples=8)
 @given(ANY_BATCH, st.sampled_from([3, 8]), st.integers(1, 3), st.sampled_from([1, 2]),
        st.sampled_from([1, 3]), st.sampled_from([None, "tanh"]), st.integers(0, 2**31))
 def test_low_rank_mixture_is_its_explicit_loop(batch, width, layers, rank, experts, act, seed):

@@ -89,7 +89,7 @@ def literal_pairs_jnp(x, v):
     return jnp.einsum("bi,bj,ij,ik,jk->b", x, x, upper, v, v)
 
 
-@settings(max_examples=12)  # each example compiles one jit of both forms and their gradients
+@settings(max_examples=10)  # each example compiles one jit of both forms and their gradients
 @given(field_batches(), st.integers(0, 2**31))
 def test_sum_square_is_the_double_sum_over_pairs(drawn, seed):
     inputs, batch, values = drawn

@@ -19,8 +19,8 @@ interact with each other too, with their weights. The fast form works on the gat
 :math:`\sum_i x_i v_i = \sum_f \sum_l \tilde w_{fl} R_f[l]`, and, since a duplicated id is
 one feature, :math:`\sum_i x_i^2 \lVert v_i\rVert^2 = \sum_f \sum_l \tilde w_{fl}\,
 x_{f i_{fl}} \lVert R_f[l] \rVert^2` with :math:`x_{f i_{fl}} = \sum_m \tilde w_{fm}
-[i_{fm} = i_{fl}]` (an ``L x L`` id comparison per multi-valued bag). It equals the literal
-double sum over pairs in values and gradients (``proofs/proof_fm.py``).
+[i_{fm} = i_{fl}]` (an ``L x L`` id comparison per multi-valued bag, fused into its sum).
+It equals the literal double sum over pairs in values and gradients (``proofs/proof_fm.py``).
 
 All fields must share one embedding dim (a ``ValueError`` names the field that does not).
 
@@ -54,8 +54,10 @@ def feature_sums(rows: jax.Array, bags: Bags, combiner: str) -> tuple[jax.Array,
     weights = pooling_weights(bags, combiner, rows.dtype)            # w̃[b, l], 0 on padding
     linear = jnp.einsum("bl,blk->bk", weights, rows)
     if bags.width > 1:
-        same = (bags.ids[:, :, None] == bags.ids[:, None, :]).astype(rows.dtype)
-        x = jnp.einsum("blm,bm->bl", same, weights)                # x of the slot's id
+        # x of the slot's id, Σ_m w̃_m [i_m = i_l]: a compare-and-reduce that XLA fuses, so
+        # the [B, L, L] comparison is never stored
+        same = bags.ids[:, :, None] == bags.ids[:, None, :]
+        x = jnp.sum(jnp.where(same, weights[:, None, :], 0.0), axis=-1)
     else:
         x = weights
     squares = jnp.einsum("bl,bl,blk,blk->b", weights, x, rows, rows)
