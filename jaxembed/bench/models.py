@@ -55,6 +55,8 @@ from jaxembed.train.field_trainer import FieldTrainer, FitConfig
 
 MODELS = ("lr", "fm", "deepfm", "dcnv2", "xdeepfm", "autoint", "din", "wide_deep")
 PEER_BATCH = 256
+PEERS = ("lr", "fm", "deepfm", "dcnv2", "xdeepfm", "autoint", "wide_deep")
+"""The models with a DeepCTR-Torch twin (``din`` needs a history field)."""
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -86,6 +88,8 @@ def _peer_inputs(run: runs.Run, arrays: dict[str, np.ndarray]) -> dict[str, np.n
 
 def peer_model(name: str, run: runs.Run, torch_seed: int = 1024) -> Any:
     """DeepCTR-Torch's model for ``name`` at its defaults, on the run's encoded fields."""
+    if name not in PEERS:
+        raise ValueError(f"no DeepCTR-Torch peer for {name!r}; peers: {', '.join(PEERS)}")
     from deepctr_torch import models as dm
     from deepctr_torch.inputs import DenseFeat, SparseFeat
 
@@ -106,10 +110,8 @@ def peer_model(name: str, run: runs.Run, torch_seed: int = 1024) -> Any:
         model = dm.xDeepFM(columns, columns, seed=torch_seed)
     elif name == "autoint":
         model = dm.AutoInt(columns, columns, seed=torch_seed)
-    elif name == "wide_deep":
-        model = dm.WDL(columns, columns, seed=torch_seed)
     else:
-        raise ValueError(f"no DeepCTR-Torch peer for {name!r}")
+        model = dm.WDL(columns, columns, seed=torch_seed)
     model.compile("adam", "binary_crossentropy")
     return model
 
