@@ -43,11 +43,11 @@ class FitConfig:
 
     epochs: int = 10
     batch_size: int = 1024
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     embedding_optimizer: str = "adam"
     embedding_learning_rate: float = 1e-3
     embedding_l2: float = 1e-6
-    linear_learning_rate: float = 0.05
+    linear_learning_rate: float = 0.5
     linear_l1: float = 0.0
     linear_l2: float = 1e-3
     patience: int = 1

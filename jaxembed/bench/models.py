@@ -1,0 +1,324 @@
+"""``jaxembed bench models``: every zoo model against DeepCTR-Torch's, on one generated log.
+
+One generated Criteo-format log (:func:`jaxembed.data.criteo_like.criteo_like`, whose click
+probability is known, so the Bayes AUC is printed too) is cut into train / valid / test by row
+(``0.8 / 0.1 / 0.1``). For each model:
+
+* **jaxembed**: ``runs.fit(criteo_schema(), train, valid=valid, model=NAME)`` at its defaults
+  (:class:`~jaxembed.train.field_trainer.FitConfig` and the model's own), early stopping on
+  the validation AUC with ``patience``, the best epoch kept; then ``runs.evaluate`` on test.
+* **DeepCTR-Torch** (when ``deepctr_torch`` is installed): its model of the same name fed the
+  *same encoded features* — the ids the fitted run's vocabularies give (``SparseFeat`` per
+  field, vocabulary size = our table's rows) and the same transformed, standardized dense
+  columns (``DenseFeat``) — at its documented defaults: ``compile("adam")`` (Adam, lr
+  1e-3), batch 256, its own embedding init (``init_std=1e-4``) and L2 regularization, its own
+  ``fit`` epoch loop; between epochs we score the same validation rows and stop with the
+  same ``patience`` and epoch cap, keeping the best epoch's weights. The same embedding
+  width (the schema's ``dim``) on both sides.
+
+Peers: ``lr`` = ``WDL`` with no deep part (its linear model alone), ``fm`` = ``DeepFM`` with
+no deep part (linear + FM), ``deepfm`` = ``DeepFM``, ``dcnv2`` = ``DCN(cross_parameterization=
+"matrix")`` (DCN-M, i.e. DCN-V2), ``xdeepfm`` = ``xDeepFM``, ``autoint`` = ``AutoInt``,
+``wide_deep`` = ``WDL``. ``din`` needs a behaviour-history field, which the Criteo format does
+not have, so it is listed as not applicable.
+
+**Speed** is whole training steps (forward, loss, backward, optimizer update) on batches
+already in memory, timed over ``steps`` steps after ``warmup`` steps, both in this process:
+jaxembed's ``FieldTrainer.step`` (one jitted call, row-sparse table updates) and DeepCTR-Torch's
+step exactly as its ``fit`` loop does it (``model(x)``, summed binary cross-entropy, its
+regularization loss, ``backward``, ``optim.step``). Each side at its own default batch size,
+and the ratio of examples/s; a second ratio at DeepCTR's batch size (256) on both sides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import tempfile
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import pyarrow as pa
+
+from jaxembed.bench.timing import machine
+from jaxembed.data.criteo_like import criteo_like
+from jaxembed.data.loader import EpochSource, Store
+from jaxembed.data.readers import record_batches
+from jaxembed.data.schema import criteo_schema
+from jaxembed.train import runs
+from jaxembed.train.evaluate import report
+from jaxembed.train.field_trainer import FieldTrainer, FitConfig
+
+MODELS = ("lr", "fm", "deepfm", "dcnv2", "xdeepfm", "autoint", "din", "wide_deep")
+PEER_BATCH = 256
+PEERS = ("lr", "fm", "deepfm", "dcnv2", "xdeepfm", "autoint", "wide_deep")
+"""The models with a DeepCTR-Torch twin (``din`` needs a history field)."""
+
+
+# --- data ----------------------------------------------------------------------------------
+def split_log(rows: int, seed: int) -> tuple[pa.Table, pa.Table, pa.Table, np.ndarray]:
+    """``(train, valid, test, p_test)``: one generated log cut 0.8 / 0.1 / 0.1 by row."""
+    table, p = criteo_like(rows, seed)
+    a, b = int(rows * 0.8), int(rows * 0.9)
+    return table.slice(0, a), table.slice(a, b - a), table.slice(b), p[b:]
+
+
+def encoded(run: runs.Run, data: Any) -> dict[str, np.ndarray]:
+    """Every row of ``data`` encoded by ``run``'s encoder (the arrays fit trained on)."""
+    parts = [run.encoder.encode(batch) for batch in record_batches(data, run.schema)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def store_arrays(store: Store) -> dict[str, np.ndarray]:
+    parts = list(store.chunks())
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+# --- DeepCTR-Torch -------------------------------------------------------------------------
+def _peer_inputs(run: runs.Run, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {f.name: arrays[f"ids/{f.name}"][:, 0].astype(np.int64) for f in run.encoder.embedded}
+    for j, f in enumerate(run.encoder.dense_fields):
+        out[f.name] = arrays["dense"][:, j].astype(np.float32)
+    return out
+
+
+def peer_model(name: str, run: runs.Run, torch_seed: int = 1024) -> Any:
+    """DeepCTR-Torch's model for ``name`` at its defaults, on the run's encoded fields."""
+    if name not in PEERS:
+        raise ValueError(f"no DeepCTR-Torch peer for {name!r}; peers: {', '.join(PEERS)}")
+    from deepctr_torch import models as dm
+    from deepctr_torch.inputs import DenseFeat, SparseFeat
+
+    encoder = run.encoder
+    sparse = [SparseFeat(f.name, encoder.rows(f), embedding_dim=f.dim)
+              for f in encoder.embedded]
+    dense = [DenseFeat(f.name, 1) for f in encoder.dense_fields]
+    columns = sparse + dense
+    if name == "lr":
+        model = dm.WDL(columns, [], seed=torch_seed)
+    elif name == "fm":
+        model = dm.DeepFM(columns, columns, dnn_hidden_units=(), seed=torch_seed)
+    elif name == "deepfm":
+        model = dm.DeepFM(columns, columns, seed=torch_seed)
+    elif name == "dcnv2":
+        model = dm.DCN(columns, columns, cross_parameterization="matrix", seed=torch_seed)
+    elif name == "xdeepfm":
+        model = dm.xDeepFM(columns, columns, seed=torch_seed)
+    elif name == "autoint":
+        model = dm.AutoInt(columns, columns, seed=torch_seed)
+    else:
+        model = dm.WDL(columns, columns, seed=torch_seed)
+    model.compile("adam", "binary_crossentropy")
+    return model
+
+
+def _peer_x(model: Any, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return [inputs[name] for name in model.feature_index]
+
+
+def peer_predict(model: Any, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    return np.asarray(model.predict(_peer_x(model, inputs), 4096), np.float64).reshape(-1)
+
+
+def peer_fit(model: Any, train: dict, y: np.ndarray, valid: dict, y_valid: np.ndarray,
+             config: FitConfig) -> tuple[list[dict], float]:
+    """DeepCTR-Torch's own ``fit``, one epoch per call, early stopping on validation AUC with
+    ``config.patience`` and ``config.epochs`` (as jaxembed's fit); the best epoch's weights
+    are restored. Returns the per-epoch history and the training seconds."""
+    import copy
+
+    history, best, best_state, stale, seconds = [], -np.inf, None, 0, 0.0
+    for epoch in range(config.epochs):
+        tick = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.fit(_peer_x(model, train), y.astype(np.float32), batch_size=PEER_BATCH,
+                      epochs=1, verbose=0)
+        seconds += time.perf_counter() - tick
+        p = peer_predict(model, valid)
+        figures = report(y_valid, p, np.zeros(y_valid.size, np.int64))
+        history.append({"epoch": epoch + 1, **figures})
+        if figures["auc"] > best:
+            best, stale, best_state = figures["auc"], 0, copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if config.patience and stale >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    return history, seconds
+
+
+def peer_step_rate(model: Any, inputs: dict, y: np.ndarray, batch: int, steps: int,
+                   warmup: int) -> float:
+    """Examples/s of DeepCTR-Torch's training step (as in its ``fit``) after warm-up."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.concatenate([np.asarray(inputs[n], np.float32)[:, None]
+                                         for n in model.feature_index], axis=1))
+    labels = torch.from_numpy(y.astype(np.float32))
+    n = x.shape[0] // batch
+    model.train()
+
+    def step(i: int) -> None:
+        lo = (i % n) * batch
+        xb, yb = x[lo:lo + batch], labels[lo:lo + batch]
+        pred = model(xb).squeeze(-1)
+        model.optim.zero_grad()
+        loss = F.binary_cross_entropy(pred, yb, reduction="sum")
+        total = loss + model.get_regularization_loss() + model.aux_loss
+        total.backward()
+        model.optim.step()
+
+    for i in range(warmup):
+        step(i)
+    tick = time.perf_counter()
+    for i in range(steps):
+        step(warmup + i)
+    return steps * batch / (time.perf_counter() - tick)
+
+
+# --- jaxembed ------------------------------------------------------------------------------
+def step_rate(trainer: FieldTrainer, store: Store, batch: int, steps: int, warmup: int,
+              seed: int) -> float:
+    """Examples/s of ``trainer.step`` on batches already in memory, after warm-up."""
+    source = EpochSource(store, batch_size=batch, seed=seed, epoch=99, window=4)
+    batches = [source[i % len(source)] for i in range(min(len(source), warmup + steps))]
+    for i in range(warmup):
+        trainer.step(batches[i % len(batches)])
+    jax.block_until_ready(trainer.tables)
+    tick = time.perf_counter()
+    for i in range(steps):
+        trainer.step(batches[(warmup + i) % len(batches)])
+    jax.block_until_ready(trainer.tables)
+    return steps * batch / (time.perf_counter() - tick)
+
+
+def _trainer_at(run: runs.Run, batch: int) -> FieldTrainer:
+    config = dataclasses.replace(run.config, batch_size=batch)
+    return runs._trainer(run.schema, run.vocabularies, run.model_name, run.hyper, config)
+
+
+def _import_peer() -> bool:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import deepctr_torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(rows: int = 50_000, seed: int = 0, models: str = ",".join(MODELS),
+        epochs: int | None = None, steps: int = 30, warmup: int = 5, peer: bool = True,
+        torch_threads: int = 1, out: str | None = None, **options: Any) -> dict:
+    """Print the table (test AUC, log loss, examples/s of both sides and their ratio);
+    return the figures. ``rows``: the generated log (0.8 train); ``models``: comma-separated
+    names; ``epochs``: the epoch cap of both sides (default: FitConfig's); ``torch_threads``:
+    PyTorch's intra-op threads (1 by default: on a shared 2-core machine its 2 spinning
+    threads run 10-15x slower than one); ``options``: extra ``runs.fit`` options for jaxembed
+    (e.g. ``batch_size=2048``)."""
+    print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}")
+    use_peer = peer and _import_peer()
+    if use_peer:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+        print(f"peer: deepctr-torch {__import__('deepctr_torch').__version__}, torch "
+              f"{torch.__version__} ({torch.get_num_threads()} threads)")
+    else:
+        print("peer: deepctr_torch not installed (pip install 'jaxembed[bench]'); jaxembed only")
+    train, valid, test, p_test = split_log(rows, seed)
+    bayes = report(np.asarray(test.column("label")), p_test, np.zeros(len(p_test), np.int64))
+    print(f"data: criteo_like({rows:,}, seed={seed}) -> train {train.num_rows:,}, valid "
+          f"{valid.num_rows:,}, test {test.num_rows:,}; Bayes test AUC {bayes['auc']:.4f}, "
+          f"log loss {bayes['logloss']:.4f}")
+    if epochs is not None:
+        options["epochs"] = epochs
+    schema = criteo_schema()
+    results: dict[str, Any] = {"bayes": bayes, "rows": rows, "models": {}}
+    work = out or tempfile.mkdtemp(prefix="jaxembed-bench-models-")
+    header = (f"{'model':10} {'AUC':>7} {'peer AUC':>8} {'ΔAUC':>7} {'logloss':>8} "
+              f"{'peer LL':>8} {'ex/s':>9} {'peer ex/s':>9} {'ratio':>6} {'ratio@256':>9} "
+              f"{'epochs':>7}")
+    rows_out = []
+    print(header)
+    for name in [m.strip() for m in models.split(",") if m.strip()]:
+        if name == "din":
+            print(f"{'din':10} n/a: the Criteo format has no behaviour-history field")
+            results["models"]["din"] = None
+            continue
+        tick = time.perf_counter()
+        fitted = runs.fit(schema, train, valid=valid, model=name,
+                          out=os.path.join(work, name), **options)
+        fit_s = time.perf_counter() - tick
+        ours = runs.evaluate(fitted, test)
+        train_store = Store.open(os.path.join(fitted.path, "cache", "train"))
+        rate = step_rate(fitted.trainer, train_store, fitted.config.batch_size, steps, warmup,
+                         seed)
+        rate256 = step_rate(_trainer_at(fitted, PEER_BATCH), train_store, PEER_BATCH, steps,
+                            warmup, seed) if use_peer else None
+        entry = {"auc": ours["auc"], "logloss": ours["logloss"], "examples_per_s": rate,
+                 "examples_per_s_256": rate256, "epochs": len(fitted.history),
+                 "best_epoch": int(np.argmax([h["auc"] for h in fitted.history])) + 1,
+                 "fit_s": fit_s}
+        if use_peer:
+            train_arrays = store_arrays(train_store)
+            valid_arrays = store_arrays(Store.open(os.path.join(fitted.path, "cache", "valid")))
+            test_arrays = encoded(fitted, test)
+            model = peer_model(name, fitted)
+            tick = time.perf_counter()
+            history, _ = peer_fit(model, _peer_inputs(fitted, train_arrays),
+                                  train_arrays["label"], _peer_inputs(fitted, valid_arrays),
+                                  valid_arrays["label"], fitted.config)
+            peer_s = time.perf_counter() - tick
+            theirs = report(test_arrays["label"], peer_predict(model, _peer_inputs(
+                fitted, test_arrays)), np.zeros(test.num_rows, np.int64))
+            peer_rate = peer_step_rate(model, _peer_inputs(fitted, train_arrays),
+                                       train_arrays["label"], PEER_BATCH, steps, warmup)
+            entry["peer"] = {"auc": theirs["auc"], "logloss": theirs["logloss"],
+                             "examples_per_s": peer_rate, "epochs": len(history),
+                             "best_epoch": int(np.argmax([h["auc"] for h in history])) + 1,
+                             "fit_s": peer_s}
+        results["models"][name] = entry
+        rows_out.append((name, entry))
+        print(_line(name, entry), flush=True)
+    return results
+
+
+def _line(name: str, e: dict) -> str:
+    p = e.get("peer")
+    if p is None:
+        return (f"{name:10} {e['auc']:7.4f} {'-':>8} {'-':>7} {e['logloss']:8.4f} {'-':>8} "
+                f"{e['examples_per_s']:9,.0f} {'-':>9} {'-':>6} {'-':>9} {e['epochs']:>7}")
+    return (f"{name:10} {e['auc']:7.4f} {p['auc']:8.4f} {e['auc'] - p['auc']:+7.4f} "
+            f"{e['logloss']:8.4f} {p['logloss']:8.4f} {e['examples_per_s']:9,.0f} "
+            f"{p['examples_per_s']:9,.0f} {e['examples_per_s'] / p['examples_per_s']:6.1f} "
+            f"{e['examples_per_s_256'] / p['examples_per_s']:9.1f} "
+            f"{e['epochs']:>3}/{p['epochs']:<3}")
+
+
+def markdown(results: dict) -> str:
+    """The results as a markdown table (for docs/benchmarks.md)."""
+    lines = ["| model | AUC | DeepCTR AUC | ΔAUC | log loss | DeepCTR log loss | examples/s | "
+             "DeepCTR examples/s | ratio | ratio at batch 256 | epochs (ours/theirs) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, e in results["models"].items():
+        if e is None:
+            lines.append(f"| {name} | n/a (no history field in the Criteo format) |"
+                         + " |" * 9)
+            continue
+        p = e.get("peer") or {}
+        if not p:
+            lines.append(f"| {name} | {e['auc']:.4f} | - | - | {e['logloss']:.4f} | - | "
+                         f"{e['examples_per_s']:,.0f} | - | - | - | {e['epochs']} |")
+            continue
+        lines.append(
+            f"| {name} | {e['auc']:.4f} | {p['auc']:.4f} | {e['auc'] - p['auc']:+.4f} | "
+            f"{e['logloss']:.4f} | {p['logloss']:.4f} | {e['examples_per_s']:,.0f} | "
+            f"{p['examples_per_s']:,.0f} | {e['examples_per_s'] / p['examples_per_s']:.1f} | "
+            f"{e['examples_per_s_256'] / p['examples_per_s']:.1f} | "
+            f"{e['epochs']}/{p['epochs']} |")
+    return "\n".join(lines)
