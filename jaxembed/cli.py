@@ -24,9 +24,11 @@ from jaxembed.commands.serving import add_export_parser
 # `jaxembed bench NAME` runs jaxembed.bench.<module>.run(); each benchmark owns its module.
 BENCHMARKS = {
     "encoding": "jaxembed.bench.encoding",
+    "encoding-csv": "jaxembed.bench.encoding_csv",
     "graph": "jaxembed.bench.graph",
     "job": "jaxembed.bench.job",
     "lookup": "jaxembed.bench.lookup",
+    "models": "jaxembed.bench.models",
     "retrieval": "jaxembed.bench.retrieval",
     "serving": "jaxembed.bench.serving",
     "sharding": "jaxembed.bench.sharding",
