@@ -191,26 +191,28 @@ class Encoder:
                                               max(f.oov_buckets, 1), f.name)
         return out
 
-    def _bucketed(self, column: pa.Array, f: Field, start: int | None) -> np.ndarray:
-        stats = self.vocabularies.dense[f.name]
-        x = np.asarray(column.fill_null(np.nan), dtype=np.float64)
-        missing = ~np.isfinite(x)
-        if missing.any() and f.missing == "error":
-            raise DataError(f"field {f.name!r}: row {_row(int(np.argmax(missing)), start)} "
-                            f"of column {f.column!r} is missing (missing = \"error\")")
-        ids = np.searchsorted(np.asarray(stats.boundaries), transform(
-            np.where(missing, 0.0, x), f.transform), side="right")
-        return np.where(missing, len(stats.boundaries) + 1, ids)
-
-    def _dense(self, column: pa.Array, f: Field, start: int | None) -> np.ndarray:
-        stats = self.vocabularies.dense[f.name]
+    @staticmethod
+    def _numbers(column: pa.Array, f: Field, start: int | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """``(t(x), missing)``: the transformed values (missing ones read as 0 before the
+        transform) and the mask of missing or non-finite cells (an error with ``missing =
+        "error"``, naming the row)."""
         x = np.asarray(column.fill_null(np.nan), dtype=np.float64)
         missing = ~np.isfinite(x)
         if missing.any() and f.missing == "error":
             raise DataError(f"field {f.name!r}: row {_row(int(np.argmax(missing)), start)} "
                             f"of column {f.column!r} is missing or not finite "
                             f"(missing = \"error\")")
-        t = transform(np.where(missing, 0.0, x), f.transform)
+        return transform(np.where(missing, 0.0, x), f.transform), missing
+
+    def _bucketed(self, column: pa.Array, f: Field, start: int | None) -> np.ndarray:
+        boundaries = np.asarray(self.vocabularies.dense[f.name].boundaries)
+        t, missing = self._numbers(column, f, start)
+        return np.where(missing, boundaries.size + 1, np.searchsorted(boundaries, t, "right"))
+
+    def _dense(self, column: pa.Array, f: Field, start: int | None) -> np.ndarray:
+        stats = self.vocabularies.dense[f.name]
+        t, missing = self._numbers(column, f, start)
         if f.transform != "none":
             t = (t - stats.mean) / stats.std
         if f.missing == "mean":
