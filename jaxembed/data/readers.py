@@ -166,7 +166,10 @@ def _parquet(path: str, plan: ColumnPlan, batch_rows: int) -> Iterator[pa.Record
         raise DataError(f"data {path!r} is not readable Parquet: {err}") from None
     _check_columns(dataset.schema.names, plan, repr(path))
     try:
-        for batch in dataset.to_batches(columns=list(plan.types), batch_size=batch_rows):
+        # one batch and one file read ahead: memory stays at a few batches however large the
+        # dataset (pyarrow's defaults read 16 batches and 4 files ahead)
+        for batch in dataset.to_batches(columns=list(plan.types), batch_size=batch_rows,
+                                        batch_readahead=1, fragment_readahead=1):
             yield _typed(batch, plan, repr(path))
     except pa.ArrowInvalid as err:
         raise DataError(f"data {path!r}: {err}") from None
