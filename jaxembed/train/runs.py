@@ -291,16 +291,12 @@ def _selected(data: Any, schema: Schema, keep: Any) -> Iterator[pa.RecordBatch]:
         start += n
 
 
-_STATE_BYTES = 4096
 
 
 def _encode_state(state: Mapping) -> np.ndarray:
-    raw = json.dumps(state).encode()
-    if len(raw) > _STATE_BYTES:
-        raise ValueError(f"loader state of {len(raw)} bytes exceeds {_STATE_BYTES}")
-    out = np.zeros(_STATE_BYTES, np.uint8)
-    out[: len(raw)] = np.frombuffer(raw, np.uint8)
-    return out
+    """JSON (the loader's position, the history) as ``uint8[n]`` for a checkpoint; restored
+    from an empty template leaf, which takes the stored length."""
+    return np.frombuffer(json.dumps(state).encode(), np.uint8).copy()
 
 
 def _decode_state(array: np.ndarray) -> dict:
@@ -327,8 +323,7 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
     epoch, loader_state, best_auc, stale = 0, None, -np.inf, 0
     if resume:
         template = {"trainer": trainer.payload(), "epoch": np.int64(0),
-                    "loader": np.zeros(_STATE_BYTES, np.uint8),
-                    "meta": np.zeros(_STATE_BYTES, np.uint8)}
+                    "loader": np.zeros(0, np.uint8), "meta": np.zeros(0, np.uint8)}
         found = checkpoint.restore_latest(ckpt_dir, template)
         if found is not None:
             saved = found[1]
