@@ -27,15 +27,18 @@ _SUBPACKAGES = ("data", "encoding", "features", "graph", "metrics", "models", "n
                 "serving", "sharding", "stream", "text", "train")
 
 
-# ``je.fit``, ``je.evaluate``, ``je.predict``: the own-data path (jaxembed.train.runs).
-_RUNS = ("fit", "evaluate", "predict")
+# ``je.fit``, ``je.evaluate``, ``je.predict``: the own-data path (jaxembed.train.runs);
+# ``je.update``: the online phase on a fitted run (jaxembed.train.update).
+_RUNS = ("fit", "evaluate", "predict", "update")
 
 
 def __getattr__(name: str):
     if name in _RUNS:
-        from jaxembed.train import runs
+        import importlib
 
-        value = getattr(runs, name)
+        module = importlib.import_module(
+            "jaxembed.train.update" if name == "update" else "jaxembed.train.runs")
+        value = getattr(module, name)
         globals()[name] = value
         return value
     if name in _SUBPACKAGES:

@@ -329,3 +329,23 @@ def check_source(data: Any, schema: Schema, *, labels: bool = True) -> None:
                         f"{len(names)} columns")
     else:
         _check_columns(names, plan, repr(path))
+
+
+def source_types(data: Any, schema: Schema) -> dict[str, str] | None:
+    """The Arrow type of each schema column as stored in ``data`` (a Parquet file or folder,
+    or an in-memory table), before the reader casts it; None for CSV/TSV text, whose cells
+    carry no type. A run records them so that a later log with a retyped column (an id
+    column that became floating point, a count that became text) is named before an update."""
+    plan = ColumnPlan.of(schema)
+    if isinstance(data, str | os.PathLike):
+        path = os.fspath(data)
+        if not (os.path.isdir(path) or _suffix(path) in PARQUET_SUFFIXES):
+            return None
+        try:
+            stored = pa_ds.dataset(path, format="parquet").schema
+        except (pa.ArrowInvalid, OSError):
+            return None
+    else:
+        stored = _arrow_table(data).schema
+    return {name: str(stored.field(name).type) for name in plan.types
+            if name in stored.names}

@@ -4,7 +4,9 @@
 * :func:`partitioned` / :func:`label_by_path` — one optax transform per group of parameters,
   chosen by path (``"frozen"`` = ``optax.set_to_zero()``), usable with ``nnx.Optimizer``;
 * :func:`sparse_sgd`, :func:`sparse_adagrad`, :func:`sparse_ftrl`, :func:`sparse_adam` —
-  row-sparse steps for big tables, updated in place (``rule.step`` donates its inputs).
+  row-sparse steps for big tables, updated in place (``rule.step`` donates its inputs);
+  :func:`sparse_frozen` and :func:`sparse_rows_in` hold a table (or all but a range of its
+  rows) fixed, keeping its slots: the online phase's frozen embeddings.
 """
 
 from jaxembed.optim.ftrl import FtrlHyperparams, FtrlState, ftrl, ftrl_hyperparams, ftrl_kernel
@@ -16,7 +18,9 @@ from jaxembed.optim.sparse import (
     dedupe_rows,
     sparse_adagrad,
     sparse_adam,
+    sparse_frozen,
     sparse_ftrl,
+    sparse_rows_in,
     sparse_sgd,
 )
 
@@ -36,6 +40,8 @@ __all__ = [
     "partitioned",
     "sparse_adagrad",
     "sparse_adam",
+    "sparse_frozen",
     "sparse_ftrl",
+    "sparse_rows_in",
     "sparse_sgd",
 ]

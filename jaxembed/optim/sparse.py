@@ -63,7 +63,9 @@ __all__ = [
     "dedupe_rows",
     "sparse_adagrad",
     "sparse_adam",
+    "sparse_frozen",
     "sparse_ftrl",
+    "sparse_rows_in",
     "sparse_sgd",
 ]
 
@@ -387,3 +389,32 @@ def sparse_adam(
         return new_table, SparseAdamState(count=count, mu=mu, nu=nu)
 
     return SparseRule("adam", init, update)
+
+
+def sparse_frozen(inner: SparseRule) -> SparseRule:
+    """A table held fixed: ``update`` returns the table and state unchanged; ``init`` is
+    ``inner``'s, so the table keeps the optimizer slots it was trained with (the online phase
+    freezes embeddings and a later phase may train them on, slots intact)."""
+
+    def update(table: jax.Array, state: Any, ids: Any, row_grads: Any) -> tuple[jax.Array, Any]:
+        return table, state
+
+    return SparseRule(f"frozen({inner.name})", inner.init, update)
+
+
+def sparse_rows_in(inner: SparseRule, lo: int, hi: int) -> SparseRule:
+    """``inner`` on the rows ``lo <= r < hi`` only, every other row (and its slots) held
+    fixed: the lookups of other rows are dropped as padding (``-1``) before ``inner`` sees
+    them. The online phase trains the rows added for new ids this way while the rest of
+    the table stays frozen. (A lazy rule's global step count, such as Adam's, still counts
+    every call.)"""
+    lo, hi = int(lo), int(hi)
+    if not 0 <= lo <= hi:
+        raise ValueError(f"sparse_rows_in: need 0 <= lo <= hi, got lo={lo}, hi={hi}")
+
+    def update(table: jax.Array, state: Any, ids: Any, row_grads: Any) -> tuple[jax.Array, Any]:
+        ids = jnp.asarray(ids)
+        kept = jnp.where((ids >= lo) & (ids < hi), ids, -1)
+        return inner.update(table, state, kept, row_grads)
+
+    return SparseRule(f"rows_in({inner.name}, {lo}, {hi})", inner.init, update)

@@ -13,7 +13,10 @@ One jit-compiled step per mini-batch of encoded arrays (:mod:`jaxembed.data.load
 
 The default partition by parameter kind (overridable through :class:`FitConfig`):
 embedding tables lazy Adam (or Adagrad), linear tables (a model's per-id weights, the wide
-crosses) FTRL, everything else Adam.
+crosses) FTRL, everything else Adam. The online partition of :func:`jaxembed.update` is the
+same step configured otherwise: ``freeze_embeddings`` (embedding tables frozen, except the
+rows ``grown_rows`` added for new ids), ``dense_optimizer = "sgd"``, ``accumulate = k``
+(``optax.MultiSteps`` on the dense layers). A learning rate of 0 holds its group fixed.
 """
 
 from __future__ import annotations
@@ -33,7 +36,14 @@ from jaxembed.bags import Bags
 from jaxembed.nn.ctr import sigmoid_cross_entropy
 from jaxembed.nn.fields import LinearTable, Table, gather_rows
 from jaxembed.optim.partition import param_path
-from jaxembed.optim.sparse import SparseRule, sparse_adagrad, sparse_adam, sparse_ftrl
+from jaxembed.optim.sparse import (
+    SparseRule,
+    sparse_adagrad,
+    sparse_adam,
+    sparse_frozen,
+    sparse_ftrl,
+    sparse_rows_in,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +63,15 @@ class FitConfig:
     patience: int = 1
     window: int = 4
     seed: int = 0
+    dense_optimizer: str = "adam"
+    freeze_embeddings: bool = False
+    accumulate: int = 1
+    grown_rows: tuple[tuple[str, int, int], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "window"):
+        object.__setattr__(self, "grown_rows", tuple(
+            (str(key), int(lo), int(hi)) for key, lo, hi in self.grown_rows))
+        for name in ("epochs", "batch_size", "window", "accumulate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -63,24 +79,56 @@ class FitConfig:
                 or self.patience < 0:
             raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
         for name in ("learning_rate", "embedding_learning_rate", "linear_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 (0 holds the group fixed), got "
+                                 f"{getattr(self, name)!r}")
         for name in ("embedding_l2", "linear_l1", "linear_l2"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.embedding_optimizer not in ("adam", "adagrad"):
             raise ValueError(f"embedding_optimizer must be 'adam' or 'adagrad', "
                              f"got {self.embedding_optimizer!r}")
+        if self.dense_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"dense_optimizer must be 'adam' or 'sgd', "
+                             f"got {self.dense_optimizer!r}")
+        if not isinstance(self.freeze_embeddings, bool):
+            raise ValueError(f"freeze_embeddings must be true or false, "
+                             f"got {self.freeze_embeddings!r}")
+        for key, lo, hi in self.grown_rows:
+            if not 0 <= lo <= hi:
+                raise ValueError(f"grown_rows of table {key!r}: need 0 <= {lo} <= {hi}")
 
 
-def table_rule(kind: type, config: FitConfig) -> SparseRule:
+def table_rule(kind: type, config: FitConfig, key: str = "") -> SparseRule:
     """The row-sparse rule of a table variable class (linear: FTRL; embedding: Adam or
-    Adagrad)."""
+    Adagrad; frozen embeddings keep their slots and train only their ``grown_rows``; a
+    learning rate of 0 freezes the table). ``key``: the table's ``table_key``."""
     if issubclass(kind, LinearTable):
-        return sparse_ftrl(config.linear_learning_rate, l1=config.linear_l1, l2=config.linear_l2)
-    if config.embedding_optimizer == "adagrad":
-        return sparse_adagrad(config.embedding_learning_rate)
-    return sparse_adam(config.embedding_learning_rate)
+        inner = sparse_ftrl(max(config.linear_learning_rate, 1e-30), l1=config.linear_l1,
+                            l2=config.linear_l2)
+        return inner if config.linear_learning_rate > 0 else sparse_frozen(inner)
+    rate = max(config.embedding_learning_rate, 1e-30)
+    inner = (sparse_adagrad(rate) if config.embedding_optimizer == "adagrad"
+             else sparse_adam(rate))
+    if config.embedding_learning_rate == 0:
+        return sparse_frozen(inner)
+    if config.freeze_embeddings:
+        grown = [(lo, hi) for k, lo, hi in config.grown_rows if k == key and hi > lo]
+        return sparse_rows_in(inner, *grown[0]) if grown else sparse_frozen(inner)
+    return inner
+
+
+def dense_transform(config: FitConfig) -> optax.GradientTransformation:
+    """The optax rule of the parameters that are not tables: Adam or SGD at
+    ``learning_rate`` (0: held fixed), ``accumulate = k`` mini-batches per update
+    (``optax.MultiSteps``: the mean of ``k`` gradients taken at the same parameters)."""
+    if config.learning_rate == 0:
+        tx = optax.set_to_zero()
+    elif config.dense_optimizer == "sgd":
+        tx = optax.sgd(config.learning_rate)
+    else:
+        tx = optax.adam(config.learning_rate)
+    return optax.MultiSteps(tx, config.accumulate) if config.accumulate > 1 else tx
 
 
 def to_bags(batch: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -122,10 +170,11 @@ class FieldTrainer:
                               tuple(f.name for f in inputs.fields),
                               tuple(not isinstance(v, LinearTable) for v in variables))
         self.tables = [leaf for _, leaf in flat]
-        self.rules = [table_rule(kind, config) for kind in self.layout.kinds]
+        self.rules = [table_rule(kind, config, key)
+                      for kind, key in zip(self.layout.kinds, self.layout.keys, strict=True)]
         self.table_states = [rule.init(t) for rule, t in zip(self.rules, self.tables,
                                                              strict=True)]
-        self.dense_state = optax.adam(config.learning_rate).init(self.rest)
+        self.dense_state = dense_transform(config).init(self.rest)
         self._step = _compiled_step(self.graphdef, self.table_def, self.layout, config)
         self._predict = _compiled_predict(self.graphdef, self.table_def, self.layout)
 
@@ -196,8 +245,9 @@ def _compiled_predict(graphdef: Any, table_def: Any, layout: _Layout) -> Callabl
 @functools.lru_cache(maxsize=32)
 def _compiled_step(graphdef: Any, table_def: Any, layout: _Layout, config: FitConfig
                    ) -> Callable:
-    rules = [table_rule(kind, config) for kind in layout.kinds]
-    dense_tx = optax.adam(config.learning_rate)
+    rules = [table_rule(kind, config, key)
+             for kind, key in zip(layout.kinds, layout.keys, strict=True)]
+    dense_tx = dense_transform(config)
 
     @functools.partial(jax.jit, donate_argnums=(0, 1, 2, 3))
     def step(tables, table_states, rest, dense_state, batch):

@@ -13,9 +13,12 @@ A run is a folder::
     vocabularies.json    every table's vocabulary and the dense fields' statistics
     model.json           model name, hyperparameters, fit configuration
     params/              the best epoch's parameters (orbax)
+    optimizer/           the optimizer state that goes with them (FTRL's z and n, Adam's
+                         moments; ``jaxembed.update`` continues it)
     checkpoints/         the whole training state after each epoch (``resume=True``)
     fit.json             per-epoch validation metrics, examples_per_s, wall_s
     cache/               the encoded training and validation stores
+    lineage.json         (an updated run) its parent run, the data, rows, metrics
 
 Nothing in it is pickled; every file is written atomically, and a run folder that already
 holds another schema's run is refused rather than overwritten.
@@ -45,7 +48,7 @@ from jaxembed.data.loader import (
     sequential_batches,
     write_store,
 )
-from jaxembed.data.readers import DataError, record_batches
+from jaxembed.data.readers import DataError, record_batches, source_types
 from jaxembed.data.schema import Schema
 from jaxembed.data.split import Split
 from jaxembed.data.vocabularies import Vocabularies
@@ -203,7 +206,8 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
     trainer = _trainer(schema, vocabularies, model, hyper, config)
     _atomic.write_text(os.path.join(out, "model.json"), json.dumps(
         {"format": RUN_FORMAT, "model": model, "hyper": hyper,
-         "config": dataclasses.asdict(config)}, indent=1))
+         "config": dataclasses.asdict(config), "columns": source_types(train, schema)},
+        indent=1))
     run = Run(out, schema, vocabularies, model, hyper, config, trainer)
     history = _train(run, train_store, valid_store, resume=resume, console=console,
                      progress=bar, process=process, processes=processes,
@@ -363,6 +367,8 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
         if improved:
             best_auc, stale = figures["auc"], 0
             checkpoint.save(params_dir, epoch, trainer.params())  # newest step = the best
+            checkpoint.save(os.path.join(run.path, "optimizer"), epoch,
+                            optimizer_state(trainer))  # the state of those parameters
         else:
             stale += 1
         console(f"epoch {epoch + 1}: loss {record['loss']:.4f}  valid AUC {figures['auc']:.4f}"
@@ -374,6 +380,11 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
     if found is not None:
         trainer.set_params(found[1])
     return history
+
+
+def optimizer_state(trainer: FieldTrainer) -> dict:
+    """The optimizer state of a trainer's parameters (what ``optimizer/`` holds)."""
+    return {"table_states": list(trainer.table_states), "dense_state": trainer.dense_state}
 
 
 def _save(directory: str, trainer: FieldTrainer, epoch: int, loader: Mapping | None,
