@@ -84,17 +84,17 @@ def _check_train(args: argparse.Namespace) -> None:
     for name, default in MESH_OPTIONS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
-    folder = Path(args.out) / "checkpoints"
-    epochs = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if (
+    folder = Path(args.out) / "offline" / "checkpoints"
+    saved = sorted(p.name for p in folder.iterdir() if p.name.isdigit()) if (
         folder.is_dir()) else []
-    if args.resume and not epochs:
+    if args.resume and not saved:
         raise _args.UsageError(f"--resume: no checkpoint in {str(folder)!r} to continue "
                                "from (drop --resume to start a new run there)")
-    if not args.resume and epochs:
+    if not args.resume and (Path(args.out) / "offline" / "model.json").is_file():
         # a fresh run would not replace them (orbax keeps the newer steps) yet report them
         raise _args.UsageError(
-            f"--out {args.out!r} holds the checkpoints of an earlier run (up to epoch "
-            f"{epochs[-1] + 1}); add --resume to continue it, or give another --out")
+            f"--out {args.out!r} holds the offline run of an earlier job ({len(saved)} "
+            f"checkpoints); add --resume to continue it, or give another --out")
     if args.mesh:
         _check_mesh_devices(args.mesh)
 
@@ -141,20 +141,17 @@ def _check_mesh_devices(shape: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from jaxembed.train import job, offline, online, sharded
+    from jaxembed.stream.replay import StreamConfig
+    from jaxembed.train import job
 
-    mesh = None
-    if args.mesh:
-        mesh = sharded.MeshConfig(shape=args.mesh, kind=args.shard_kind,
-                                  strategy=args.shard_strategy, route=args.route)
+    defaults = job.JobConfig()
     config = job.JobConfig(
-        mesh=mesh,
+        mesh=args.mesh,
         train_size=args.train_size, eval_size=args.eval_size, online_size=args.online_size,
         seed=args.seed, out_dir=args.out, resume=args.resume, data_paths=tuple(args.data),
-        offline=offline.OfflineConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                      accumulate=args.accumulate, seed=args.seed),
-        online=online.OnlineConfig(accumulate=args.accumulate, seed=args.seed,
-                                   negative_rate=args.negative_rate),
+        epochs=args.epochs, batch_size=args.batch_size, fit={"accumulate": args.accumulate},
+        online={**defaults.online, "accumulate": args.accumulate},
+        stream=StreamConfig(negative_rate=args.negative_rate, seed=args.seed),
     )
     job.run(config)
     return 0
@@ -239,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(positives always; served logits are calibrated with it)")
     train.add_argument("--seed", type=_args.nonneg_int, default=0, help="random seed")
     train.add_argument("--out", default="jaxembed-run", type=_args.output_dir, metavar="DIR",
-                       help="folder for checkpoints and training_curves.png")
+                       help="folder for the offline run, the updated run and "
+                            "training_curves.png")
     train.add_argument("--resume", action="store_true",
                        help="continue from the newest checkpoint in --out (an error if there "
                             "is none)")
@@ -297,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 JOB_DEFAULTS = {"train_size": 300_000, "eval_size": 60_000, "online_size": 150_000,
-                "epochs": 3, "batch_size": 512}
+                "epochs": 3, "batch_size": 1024}
 """The defaults of :class:`jaxembed.train.job.JobConfig` and ``OfflineConfig`` that ``train``
 shows, written out so that building the parser does not import the trainer (flax, orbax);
 tests/test_cli_contract.py checks that they agree."""

@@ -10,7 +10,7 @@ In argv, ``{name}`` is replaced by the path of a fixture file (see ``files``): `
 ``empty``, ``binary``, ``latin1``, ``folder``, ``edges`` (a good edge list), ``bad_edges``,
 ``comments`` (comments only), ``labels``, ``corpus`` (a tiny corpus), ``blank`` (white space
 only), ``bad_csv`` (a CSV with the wrong header), ``fake_parquet``, ``text`` (a good prose
-file), ``old_run`` (a run folder with checkpoints), ``out`` (a fresh output path) and
+file), ``old_run`` (a job folder whose offline run has checkpoints), ``out`` (a fresh output path) and
 ``schema`` / ``train_csv`` (CTR inputs that do not exist), ``ctr_schema`` / ``ctr_train`` (a
 small generated Criteo-format sample that does).
 """
@@ -59,7 +59,7 @@ CASES: list[tuple[list[str], str]] = [
     (["train", "--data", "{edges}"], "expected a .csv or .parquet search log"),
     (["train", "--data", "{bad_csv}", "--train-size", "5"], "--train-size sizes the generated"),
     (["train", "--resume", "--out", "{folder}"], "--resume: no checkpoint in"),
-    (["train", "--out", "{old_run}"], "holds the checkpoints of an earlier run (up to epoch 2)"),
+    (["train", "--out", "{old_run}"], "holds the offline run of an earlier job (2 checkpoints)"),
     (["train", "--shard-kind", "column"], "--shard-kind only applies with --mesh"),
     (["train", "--out", "{edges}"], "--out: is a file, not a folder"),
     (["train", "--seed", "-3"], "--seed: must be an integer >= 0"),
@@ -198,8 +198,9 @@ def files(tmp_path_factory) -> dict[str, str]:
         ctr = write_sample(str(root / "criteo"), train_rows=200, test_rows=50)
     except ImportError:  # the own-data pipeline is not on this branch
         pass
-    for epoch in ("0", "1"):
-        (root / "old-run" / "checkpoints" / epoch).mkdir(parents=True)
+    for step in ("10000000", "20000000"):
+        (root / "old-run" / "offline" / "checkpoints" / step).mkdir(parents=True)
+    (root / "old-run" / "offline" / "model.json").write_text("{}")
     return {
         "missing": str(root / "missing.txt"), "empty": str(paths["empty.txt"]),
         "binary": str(paths["binary.dat"]), "latin1": str(paths["latin1.txt"]),
@@ -372,12 +373,12 @@ def test_a_command_that_reads_a_missing_file_in_its_handler_is_one_line(capsys, 
 
 def test_the_train_defaults_shown_are_the_job_defaults():
     from jaxembed.cli import JOB_DEFAULTS
-    from jaxembed.train import job, offline
+    from jaxembed.train import job
 
-    config, fit = job.JobConfig(), offline.OfflineConfig()
+    config = job.JobConfig()
     assert JOB_DEFAULTS == {"train_size": config.train_size, "eval_size": config.eval_size,
-                            "online_size": config.online_size, "epochs": fit.epochs,
-                            "batch_size": fit.batch_size}
+                            "online_size": config.online_size, "epochs": config.epochs,
+                            "batch_size": config.batch_size}
 
 
 def test_a_good_run_on_a_shipped_sample_says_what_it_wrote(tmp_path, capsys):

@@ -115,11 +115,22 @@ class Field:
     share: str | None = None
     separator: str = "|"
     max_len: int = 8
-    combiner: str = "sum"
+    combiner: str = ""
     buckets: int | None = None
     transform: str = "standardize"
     parents: tuple[str, ...] = ()
     k: int = 4
+
+    def __post_init__(self) -> None:
+        """Fill what a field made in Python leaves unset with the defaults a TOML schema
+        gets: ``column`` the name, ``missing`` ``"mean"`` (dense) or ``"category"``,
+        ``combiner`` ``"mean"`` (multi-valued kinds) or ``"sum"``."""
+        if not self.column:
+            object.__setattr__(self, "column", self.name)
+        if not self.missing:
+            object.__setattr__(self, "missing", "mean" if self.kind == "dense" else "category")
+        if not self.combiner:
+            object.__setattr__(self, "combiner", "mean" if self.kind in MULTI_KINDS else "sum")
 
     @property
     def multi(self) -> bool:

@@ -1,16 +1,24 @@
 """``jaxembed train``: the main job, end to end on built-in (or your) data.
 
+Everything goes through the one data path that ``jaxembed fit`` uses on a user's own log:
+
 1. data: the generated search log — one world, split by time: period 0's first page views
    to train on and its later ones to evaluate; period 1 (item popularity and quality
    drifted) streamed for the online phase, its later page views to evaluate — or ``--data``
-   CSV/Parquet files;
-2. encoding layer: :class:`~jaxembed.features.SearchFeaturizer` fitted on the training log;
-3. offline fit of :class:`~jaxembed.models.SearchCTR` (row-sparse tables, Adam on dense
-   layers), evaluated each epoch, checkpointed with orbax (``--resume`` continues); with
-   ``--mesh`` the tables are sharded over a device mesh and each batch split over its devices
-   (:mod:`jaxembed.train.sharded`);
-4. online phase on period 1's click stream (frozen tables, FTRL wide, SGD deep), evaluated
-   on period-1 impressions it has not seen, before and after;
+   CSV/Parquet search logs;
+2. derived statistics (:class:`~jaxembed.data.search_stats.SearchStatistics`) fitted on the
+   training log, and every log laid out as a table of its columns
+   (:func:`~jaxembed.data.search_schema.search_table`) that the search schema describes
+   (:func:`~jaxembed.data.search_schema.search_schema`: attach encoding, word segmentation,
+   vocabularies, hashed crosses, standardized statistics);
+3. offline fit of ``search_ctr`` by :func:`jaxembed.fit` (vocabularies, Grain loader,
+   row-sparse tables, early stopping, orbax checkpoints; ``--resume`` continues; ``--mesh``
+   shards the tables over a device mesh), the run in ``OUT/offline``;
+4. online phase: period 1 replayed as a click stream through the pairwise joiner
+   (:mod:`jaxembed.stream.replay`), the joined examples in arrival order given to
+   :func:`jaxembed.update` (frozen tables, FTRL on the linear and wide weights continuing the
+   offline slots, SGD on the dense layers), the updated run in ``OUT/online``; evaluated on
+   period-1 impressions it has not seen, before and after;
 5. a final table (AUC against the Bayes-optimal AUC, logloss, GAUC, calibration,
    examples/s) and training curves as a PNG.
 """
@@ -19,42 +27,45 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from typing import Any
 
 import numpy as np
-from flax import nnx
+import pyarrow as pa
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from jaxembed import data
-from jaxembed._progress import progress_bar
-from jaxembed.features import SearchFeaturizer
-from jaxembed.models import SearchCTR
+from jaxembed.data.search_schema import search_schema, search_table
+from jaxembed.data.search_stats import SearchStatistics
 from jaxembed.stream.calibration import calibrate
-from jaxembed.train import offline, online
-from jaxembed.train.evaluate import predict, report
+from jaxembed.stream.replay import StreamConfig, replay
+from jaxembed.train import runs
+from jaxembed.train.evaluate import report
+from jaxembed.train.update import update
 
 
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
     """What ``jaxembed train`` runs (how long the defaults take, and on what machine: the
-    block ``jaxembed bench job`` writes into docs/benchmarks.md)."""
+    block ``jaxembed bench job`` writes into docs/benchmarks.md). ``fit`` and ``online`` are
+    options of :func:`jaxembed.fit` and :func:`jaxembed.update` over their defaults."""
 
     train_size: int = 300_000
     eval_size: int = 60_000
     online_size: int = 150_000
     seed: int = 0
-    offline: offline.OfflineConfig = dataclasses.field(default_factory=offline.OfflineConfig)
-    online: online.OnlineConfig = dataclasses.field(default_factory=online.OnlineConfig)
+    epochs: int = 3
+    batch_size: int = 1024
+    fit: dict[str, Any] = dataclasses.field(default_factory=dict)
+    online: dict[str, Any] = dataclasses.field(default_factory=lambda: {"batch_size": 256})
+    stream: StreamConfig = dataclasses.field(default_factory=StreamConfig)
     out_dir: str = "jaxembed-run"
     resume: bool = False
     data_paths: tuple[str, ...] = ()
-    mesh: Any = None
-    """A :class:`jaxembed.train.sharded.MeshConfig` to shard the tables (None: one device)."""
-
-
+    mesh: str | None = None
+    """A mesh shape such as ``"8"`` or ``"2x4"`` to shard the tables (None: one device)."""
 def world() -> data.SearchLogConfig:
     """The built-in data's world: sized so a few hundred thousand impressions cover it, with
     few users (300) who search often, so that each user's category preference can be learned
@@ -116,80 +127,66 @@ def _split_by_time(log: data.SearchLog):
     return train, held, stream, online_eval
 
 
-def _progress() -> Progress:
-    return progress_bar(transient=True)
-
-
 def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     """Run the whole job; print the final table; return the figures."""
     console = console or Console(width=120)
     os.makedirs(config.out_dir, exist_ok=True)
     start = time.perf_counter()
     train, held, stream, online_eval = load_logs(config)
-    featurizer = SearchFeaturizer.fit(train, seed=config.seed)
-    train_x, held_x = featurizer.transform(train), featurizer.transform(held)
-    stream_x, online_eval_x = featurizer.transform(stream), featurizer.transform(online_eval)
+    statistics = SearchStatistics.fit(train)
+    train_t, held_t = search_table(train, statistics), search_table(held, statistics)
+    stream_t = search_table(stream, statistics)
+    online_eval_t = search_table(online_eval, statistics)
     console.print(f"data: {len(train):,} train / {len(held):,} eval impressions (period 0), "
                   f"{len(stream):,} streamed + {len(online_eval):,} eval (period 1); "
-                  f"encoded in {time.perf_counter() - start:.1f} s")
-    model = SearchCTR(featurizer.sizes, featurizer.num_stats, featurizer.wide_size,
-                      rngs=nnx.Rngs(config.seed))
-    batch = config.offline.batch_size
+                  f"derived statistics in {time.perf_counter() - start:.1f} s")
+    fit_options = {"epochs": config.epochs, "batch_size": config.batch_size,
+                   "seed": config.seed, **config.fit}
     if config.mesh is not None:
-        import jax
+        fit_options["mesh"] = config.mesh
+    offline = runs.fit(search_schema(), train_t, valid=held_t, model="search_ctr",
+                       out=os.path.join(config.out_dir, "offline"), resume=config.resume,
+                       progress=True, **fit_options)
+    offline_eval = runs.evaluate(offline, held_t)
+    before = runs.evaluate(offline, online_eval_t)
 
-        console.print(f"tables sharded {config.mesh.kind}-wise ({config.mesh.strategy}, "
-                      f"{config.mesh.route}) over a {config.mesh.shape} mesh of "
-                      f"{jax.default_backend()} devices ({jax.device_count()} present)")
-
-    def on_epoch(epoch: int, trainer: offline.OfflineTrainer, losses: list[float]) -> dict:
-        probs = predict(trainer.model(), held_x, 4 * batch)
-        figures = report(held_x.labels, probs, held.user_id)
-        console.print(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  eval AUC "
-                      f"{figures['auc']:.4f}  logloss {figures['logloss']:.4f}")
-        return figures
-
-    with _progress() as progress:
-        trainer, history = offline.fit(
-            model, train_x, config.offline, on_epoch=on_epoch, progress=progress,
-            checkpoint_dir=os.path.join(config.out_dir, "checkpoints"), resume=config.resume,
-            mesh=config.mesh)
-    model = trainer.model()
-    offline_eval = report(held_x.labels, predict(model, held_x, 4 * batch), held.user_id)
-    before = report(online_eval_x.labels, predict(model, online_eval_x, 4 * batch),
-                    online_eval.user_id)
-    # the online FTRL continues the offline wide rule's slots: same hyperparameters, or the
-    # wide weights would jump to another FTRL solution at the first online step
-    online_config = dataclasses.replace(
-        config.online, ftrl_learning_rate=config.offline.wide_learning_rate,
-        ftrl_l1=config.offline.wide_l1, ftrl_l2=config.offline.wide_l2)
-    learner = online.OnlineLearner(model, online_config, ftrl_state=trainer.table_state("wide"))
     online_start = time.perf_counter()
-    with _progress() as progress:
-        streamed = online.run(learner, stream, stream_x, progress=progress)
+    rows, _, joined = replay(stream, dataclasses.replace(config.stream, seed=config.seed))
+    # The joiner emits a page view at its first click, so a second click on the same page
+    # arrives late (``joined["late_clicks"]``) and its impression was emitted as a negative;
+    # the update trains on the log's label of each emitted row, i.e. with late clicks
+    # patched into the examples they belong to.
+    examples = stream_t.take(pa.array(rows))
+    online_out = os.path.join(config.out_dir, "online")
+    if os.path.isdir(online_out):  # the online phase is redone from the offline run
+        shutil.rmtree(online_out)
+    updated = update(offline, examples, out=online_out, **config.online)
     online_seconds = time.perf_counter() - online_start
     # a model trained on down-sampled negatives is served through the calibration q(p)
-    served = calibrate(predict(learner.model(), online_eval_x, 4 * batch),
-                       online_config.negative_rate)
-    after = report(online_eval_x.labels, served, online_eval.user_id)
+    y, p, groups = runs.labelled_scores(updated, online_eval_t)
+    after = report(y, calibrate(p, config.stream.negative_rate), groups)
     figures = {
         "bayes_auc_period0": data.bayes_auc(held), "bayes_auc_period1": data.bayes_auc(online_eval),
         "offline": offline_eval, "online_before": before, "online_after": after,
-        "history": history, "online_losses": streamed["losses"],
-        "train_examples_per_s": float(np.mean([h["examples_per_s"] for h in history])) if history
-        else float("nan"),
-        "online_examples_per_s": streamed["examples"] / online_seconds,
-        "joiner": dataclasses.asdict(streamed["stats"]),
+        "history": offline.history, "online_history": updated.history,
+        "train_examples_per_s": _mean_rate(offline.history),
+        "online_examples_per_s": len(rows) / online_seconds,
+        "joiner": dataclasses.asdict(joined),
         "seconds": time.perf_counter() - start,
     }
     _print_table(console, figures)
     plot_path = os.path.join(config.out_dir, "training_curves.png")
     _plot(figures, plot_path)
-    checkpoints = os.path.join(config.out_dir, "checkpoints")
     console.print(f"total {figures['seconds']:.0f} s; wrote the training curves to "
-                  f"{os.path.abspath(plot_path)} and the checkpoints to "
-                  f"{os.path.abspath(checkpoints)}")
+                  f"{os.path.abspath(plot_path)}, the offline run to "
+                  f"{os.path.abspath(offline.path)} and the updated run to "
+                  f"{os.path.abspath(updated.path)}")
     return figures
+
+
+def _mean_rate(history: list[dict]) -> float:
+    rates = [h["examples_per_s"] for h in history if "examples_per_s" in h]
+    return float(np.mean(rates)) if rates else float("nan")
 
 
 def _print_table(console: Console, f: dict) -> None:
@@ -223,14 +220,12 @@ def _plot(figures: dict, path: str) -> None:
     left.axhline(figures["bayes_auc_period0"], ls="--", c="gray", label="Bayes-optimal AUC")
     left.set(xlabel="epoch", ylabel="AUC", title="offline")
     left.legend()
-    losses = np.asarray(figures["online_losses"])
-    if losses.size:
-        window = max(1, losses.size // 50)
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        right.plot(smooth, label=f"online loss ({window}-step mean)")
-    right.set(xlabel="online step", ylabel="log loss", title=(
-        f"online: AUC {figures['online_before']['auc']:.4f} → "
-        f"{figures['online_after']['auc']:.4f}"))
+    phases = ("before online", "after online")
+    values = [figures["online_before"]["auc"], figures["online_after"]["auc"]]
+    right.bar(phases, values, color=["tab:gray", "tab:blue"])
+    right.axhline(figures["bayes_auc_period1"], ls="--", c="gray", label="Bayes-optimal AUC")
+    low = min([*values, figures["bayes_auc_period1"]])
+    right.set(ylim=(low - 0.02, None), ylabel="AUC", title="period 1 (drifted)")
     right.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
