@@ -10,7 +10,8 @@ In argv, ``{name}`` is replaced by the path of a fixture file (see ``files``): `
 ``empty``, ``binary``, ``latin1``, ``folder``, ``edges`` (a good edge list), ``bad_edges``,
 ``comments`` (comments only), ``labels``, ``corpus`` (a tiny corpus), ``blank`` (white space
 only), ``bad_csv`` (a CSV with the wrong header), ``fake_parquet``, ``text`` (a good prose
-file), ``old_run`` (a job folder whose offline run has checkpoints), ``out`` (a fresh output path) and
+file), ``old_run`` (a job folder whose offline run has checkpoints), ``out`` (a fresh
+output path) and
 ``schema`` / ``train_csv`` (CTR inputs that do not exist), ``ctr_schema`` / ``ctr_train`` (a
 small generated Criteo-format sample that does).
 """

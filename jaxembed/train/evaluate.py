@@ -1,43 +1,14 @@
-"""Evaluation of a CTR model on encoded features: AUC, logloss, GAUC, calibration, NE."""
+"""The offline metrics of a CTR prediction: AUC, logloss, GAUC, calibration, NE; the masked
+mean loss."""
 
 from __future__ import annotations
-
-import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from jaxembed import metrics
-from jaxembed.features import Features
 from jaxembed.nn.ctr import sigmoid_cross_entropy
-
-
-def predict(model: nnx.Module, features: Features, batch_size: int) -> np.ndarray:
-    """Click probabilities of every row; the last partial batch is padded with copies of its
-    first row (one compiled shape), and the padding is dropped."""
-    graphdef, state = nnx.split(model)
-    probs = _compiled_predict(graphdef)
-    out = []
-    n = len(features)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        rows = np.arange(start, start + batch_size)
-        rows = np.where(rows < stop, rows, start)
-        batch = jax.tree.map(lambda a, r=rows: a[r], features.batch(0, n))
-        out.append(np.asarray(probs(state, batch))[: stop - start])
-    return np.concatenate(out).astype(np.float64)
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled_predict(graphdef: Any):
-    @jax.jit
-    def probs(state: Any, batch: dict) -> jax.Array:
-        return jax.nn.sigmoid(nnx.merge(graphdef, state)(batch))
-
-    return probs
 
 
 def report(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict[str, float]:
