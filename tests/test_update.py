@@ -262,3 +262,27 @@ def test_the_lineage_records_parent_data_rows_and_metrics(deep_run, tmp_path):
     update(tmp_path / "r2", frame(200, 13), out=tmp_path / "r3")
     chain = json.loads((tmp_path / "r3" / "lineage.json").read_text())
     assert chain["parent_lineage"]["parent"] == os.path.abspath(deep_run.path)
+
+
+def test_the_command_line_updates_and_refuses_a_bad_log_in_one_line(deep_run, tmp_path,
+                                                                    capsys):
+    from jaxembed.cli import main
+
+    good, bad = tmp_path / "day2.csv", tmp_path / "bad.csv"
+    frame(300, 14).to_csv(good, index=False)
+    frame(300, 14).drop(columns=["shop"]).to_csv(bad, index=False)
+    out = tmp_path / "run2"
+    status = main(["update", "--run", deep_run.path, "--data", str(bad), "--out", str(out)])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and line.startswith("jaxembed update:") and "'shop'" in line
+    assert not out.exists()
+    status = main(["update", "--run", deep_run.path, "--data", str(good), "--out", str(out),
+                   "--eval", str(good), "--grow", "--accumulate", "2", "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert captured.out.splitlines()[0].split() == ["parent", "updated"]
+    assert f"wrote the run to {out}" in captured.err
+    config = json.loads((out / "model.json").read_text())["config"]
+    assert config["accumulate"] == 2 and config["freeze_embeddings"] is True
+    status = main(["update", "--run", deep_run.path, "--data", str(good), "--out", str(out)])
+    assert status == 2 and "is not empty" in capsys.readouterr().err
