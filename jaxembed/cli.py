@@ -20,6 +20,7 @@ from jaxembed.commands.ctr import add_ctr_parsers
 from jaxembed.commands.graph_text import add_node2vec_parser, add_word2vec_parser
 from jaxembed.commands.search import add_index_parser, add_search_parser
 from jaxembed.commands.serving import add_export_parser
+from jaxembed.commands.update import add_update_parser
 
 # `jaxembed bench NAME` runs jaxembed.bench.<module>.run(); each benchmark owns its module.
 BENCHMARKS = {
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "job": "jaxembed.bench.job",
     "lookup": "jaxembed.bench.lookup",
     "models": "jaxembed.bench.models",
+    "online": "jaxembed.bench.online",
     "retrieval": "jaxembed.bench.retrieval",
     "serving": "jaxembed.bench.serving",
     "sharding": "jaxembed.bench.sharding",
@@ -259,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train, check=_check_train)
 
     add_ctr_parsers(commands)
+    add_update_parser(commands)
     add_export_parser(commands)
     add_node2vec_parser(commands)
     add_word2vec_parser(commands)

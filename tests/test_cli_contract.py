@@ -164,13 +164,30 @@ CTR_CASES: list[tuple[list[str], str]] = [
      "--run: no such folder"),
     (["predict", "--run", "{folder}", "--data", "{ctr_train}", "--out", "{folder}"],
      "--out: is a folder"),
+    (["update", "--run", "{missing}", "--data", "{ctr_train}", "--out", "{out}"],
+     "--run: no such folder"),
+    (["update", "--run", "{folder}", "--data", "{ctr_train}", "--out", "{out}"],
+     "is not a fitted run"),
+    (["update", "--run", "{folder}", "--data", "{ctr_train}"],
+     "the following arguments are required: --out"),
+    (["update", "--run", "{folder}", "--data", "{ctr_train}", "--out", "{edges}"],
+     "--out: is a file, not a folder"),
+    (["update", "--run", "{folder}", "--data", "{ctr_train}", "--out", "{out}",
+      "--min-count", "3"], "--min-count only applies with --grow"),
+    (["update", "--run", "{folder}", "--data", "{ctr_train}", "--out", "{out}",
+      "--accumulate", "0"], "--accumulate: must be an integer >= 1, got '0'"),
+    (["update", "--run", "{folder}", "--data", "{ctr_train}", "--out", "{out}",
+      "--learning-rate", "-1"], "--learning-rate: must be a number >= 0"),
+    (["update", "--run", "{folder}", "--data", "{ctr_train}", "--out", "{out}",
+      "--set", "nonsense"], "--set: must look like KEY=VALUE"),
     (["export", "--run", "{missing}", "--out", "{out}"], "--run: no such folder"),
     (["export", "--run", "{folder}", "--out", "{out}"], "is not a fitted run"),
     (["export", "--run", "{folder}", "--out", "{edges}"], "--out: is a file, not a folder"),
     (["export", "--run", "{folder}", "--out", "{out}", "--platforms", "gpu9"],
      "unknown platform 'gpu9'"),
 ]
-"""fit, evaluate, predict and export."""
+"""fit, evaluate, predict, update and export (update's checks on a fitted run:
+tests/test_update.py)."""
 
 
 @pytest.fixture(scope="module")

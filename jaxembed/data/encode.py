@@ -227,8 +227,9 @@ class Encoder:
             for name in cross.fields:
                 ids = encoded[f"ids/{name}"].astype(np.int64)
                 g = (g[:, :, None] + np.uint64(GAMMA)) ^ mix64(ids.astype(np.uint64))[:, None, :]
-                g = mix64(g).reshape(n, -1)
-                valid = (valid[:, :, None] & (ids >= 0)[:, None, :]).reshape(n, -1)
+                width = g.shape[1] * g.shape[2]  # not -1: a batch of 0 rows keeps its width
+                g = mix64(g).reshape(n, width)
+                valid = (valid[:, :, None] & (ids >= 0)[:, None, :]).reshape(n, width)
             ids = offset + (g % np.uint64(cross.buckets)).astype(np.int64)
             parts.append(np.where(valid, ids, -1))
         if not parts:

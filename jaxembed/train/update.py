@@ -79,7 +79,7 @@ from jaxembed.data.vocabularies import MISSING, FieldVocab, Vocabularies, split_
 from jaxembed.models import registry
 from jaxembed.nn.fields import LinearTable
 from jaxembed.train import checkpoint
-from jaxembed.train.field_trainer import FieldTrainer, FitConfig
+from jaxembed.train.field_trainer import FieldTrainer, FitConfig, dense_transform
 from jaxembed.train.runs import (
     RUN_FORMAT,
     Run,
@@ -301,7 +301,11 @@ def _dense_state(fresh: Any, parent: Any, parent_config: FitConfig, config: FitC
 def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig,
                       growth: Growth | None) -> tuple[FieldTrainer, str]:
     """The update's trainer holding the parent's parameters and optimizer state (grown)."""
-    template = optimizer_state(parent.trainer)
+    # the template (and the state when the run kept none) is the rules' initial state, not
+    # the trainer's live one (a Run returned by fit holds its last epoch's, not its best's)
+    template = {"table_states": [rule.init(t) for rule, t in zip(
+        parent.trainer.rules, parent.trainer.tables, strict=True)],
+        "dense_state": dense_transform(parent.config).init(parent.trainer.rest)}
     found = checkpoint.restore_latest(os.path.join(parent.path, "optimizer"), template)
     restored = "continued" if found is not None else (
         "fresh (the parent run kept no optimizer state)")
@@ -323,11 +327,16 @@ def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig
         else:
             tables.append(old_table)
             states.append(old_state)
-    trainer.tables, trainer.table_states = tables, states
-    trainer.rest = parent.trainer.rest
-    trainer.dense_state = _dense_state(trainer.dense_state, state["dense_state"],
-                                       parent.config, config)
+    # copies: the step donates its buffers, and the parent's live arrays must survive it
+    trainer.tables, trainer.table_states = _copy(tables), _copy(states)
+    trainer.rest = _copy(parent.trainer.rest)
+    trainer.dense_state = _copy(_dense_state(trainer.dense_state, state["dense_state"],
+                                             parent.config, config))
     return trainer, restored
+
+
+def _copy(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
 
 
 def _grown_rows(growth: Growth | None, schema: Schema) -> tuple[tuple[str, int, int], ...]:
