@@ -211,3 +211,20 @@ def check_cli_fit_with_mesh(tmp_path):
 def test_on_8_virtual_cpu_devices():
     run_pytest(__file__, "check_", 8, expect_passed=6, timeout=400)
 
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--shard-kind", "table"], "--shard-kind only applies with --mesh"),
+    (["--mesh", "8", "--coordinator", "127.0.0.1:1"], "needs --coordinator, --num-processes"),
+    (["--mesh", "3", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "0"],
+     "does not split over 2 processes"),
+    (["--mesh", "64"], "--mesh 64 needs 64 devices"),
+])
+def test_cli_mesh_bad_input(tmp_path, capsys, extra, message):
+    from jaxembed.cli import main
+
+    (tmp_path / "s.toml").write_text(SCHEMA)
+    (tmp_path / "t.csv").write_text("y,user,item,recent,zip,price\n1,a,b,c,d,1.0\n")
+    code = main(["fit", "--schema", str(tmp_path / "s.toml"), "--train",
+                 str(tmp_path / "t.csv"), "--out", str(tmp_path / "run"), *extra])
+    assert code == 2 and message in capsys.readouterr().err

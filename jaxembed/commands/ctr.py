@@ -235,11 +235,12 @@ def add_ctr_parsers(commands: argparse._SubParsersAction) -> None:
                           "(default: all_gather)")
     fit.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                      help="with --mesh: process 0's address in a multi-process fit (run the "
-                          "same command in every process, each with its --process-id)")
+                          "same command in every process, each with its --process-id; default: one "
+                          "process)")
     fit.add_argument("--num-processes", default=None, type=_args.positive_int, metavar="N",
-                     help="with --coordinator: how many processes take part")
+                     help="with --coordinator: how many processes take part (default: 1)")
     fit.add_argument("--process-id", default=None, type=_args.nonneg_int, metavar="I",
-                     help="with --coordinator: this process's index, 0 .. N-1")
+                     help="with --coordinator: this process's index, 0 .. N-1 (default: 0)")
     fit.set_defaults(handler=_fit, check=_check_fit)
 
     evaluate = commands.add_parser(
