@@ -36,7 +36,53 @@ def _schema(path: str):
     return Schema.from_toml(path)
 
 
+MESH_OPTIONS = {"shard_kind": "row", "shard_strategy": "mod", "route": "all_gather"}
+PROCESS_OPTIONS = ("coordinator", "num_processes", "process_id")
+
+
+def _check_mesh(args: argparse.Namespace) -> None:
+    """``--mesh`` and its options; gives the CPU backend the (virtual) devices the mesh needs
+    and joins a multi-process run, both before JAX starts."""
+    given = [f"--{name.replace('_', '-')}" for name in (*MESH_OPTIONS, *PROCESS_OPTIONS)
+             if getattr(args, name) is not None]
+    if args.mesh is None:
+        if given:
+            raise _args.UsageError(f"{', '.join(given)} only applies with --mesh")
+        return
+    for name, default in MESH_OPTIONS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    processes = [getattr(args, name) for name in PROCESS_OPTIONS]
+    if any(p is not None for p in processes) and any(p is None for p in processes):
+        raise _args.UsageError("a multi-process fit needs --coordinator, --num-processes and "
+                               "--process-id together")
+    count = args.num_processes or 1
+    if args.process_id is not None and args.process_id >= count:
+        raise _args.UsageError(f"--process-id {args.process_id} is not below "
+                               f"--num-processes {count}")
+    needed = 1
+    for part in args.mesh.split("x"):
+        needed *= int(part)
+    if needed % count:
+        raise _args.UsageError(f"--mesh {args.mesh} ({needed} devices) does not split over "
+                               f"{count} processes")
+    flag = "--xla_force_host_platform_device_count"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if flag not in flags:  # only the CPU backend reads it; it must be set before jax starts
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}={needed // count}".strip()
+    if count > 1:
+        from jaxembed.sharding.launch import initialize
+
+        initialize(args.coordinator, count, args.process_id)
+    import jax
+
+    if needed > jax.device_count():
+        raise _args.UsageError(f"--mesh {args.mesh} needs {needed} devices, the "
+                               f"{jax.devices()[0].platform} backend has {jax.device_count()}")
+
+
 def _check_fit(args: argparse.Namespace) -> None:
+    _check_mesh(args)  # first: before anything starts JAX
     from jaxembed.data.readers import check_source
     from jaxembed.data.split import Split
     from jaxembed.models import registry
@@ -51,9 +97,10 @@ def _check_fit(args: argparse.Namespace) -> None:
     check_source(args.train, schema)
     if args.valid is not None:
         check_source(args.valid, schema)
-    if args.resume and not os.path.isfile(os.path.join(args.out, "schema.toml")):
+    lead = not args.process_id  # in a multi-process fit, process 0 owns the run folder
+    if lead and args.resume and not os.path.isfile(os.path.join(args.out, "schema.toml")):
         raise _args.UsageError(f"--resume: no run in {args.out!r} to continue")
-    if not args.resume and os.path.isfile(os.path.join(args.out, "model.json")):
+    if lead and not args.resume and os.path.isfile(os.path.join(args.out, "model.json")):
         raise _args.UsageError(f"--out {args.out!r} already holds a fitted run (--resume "
                                f"continues it; choose another folder for a new run)")
     options = dict(schema.model)
@@ -68,9 +115,15 @@ def _check_fit(args: argparse.Namespace) -> None:
 def _fit(args: argparse.Namespace) -> int:
     from jaxembed.train.runs import fit
 
+    mesh = None
+    if args.mesh is not None:
+        from jaxembed.train.field_sharding import MeshSpec
+
+        mesh = MeshSpec(args.mesh, kind=args.shard_kind, strategy=args.shard_strategy,
+                        route=args.route)
     run = fit(args.schema, args.train, valid=args.valid, split=args.split, model=args.model,
               out=args.out, resume=args.resume, progress=not args.quiet,
-              checkpoint_every=args.checkpoint_every, **args.options)
+              checkpoint_every=args.checkpoint_every, mesh=mesh, **args.options)
     best = max(run.history, key=lambda h: h["auc"]) if run.history else None
     if best is not None:
         print(f"best epoch {best['epoch']}: valid AUC {best['auc']:.4f}, logloss "
@@ -169,6 +222,25 @@ def add_ctr_parsers(commands: argparse._SubParsersAction) -> None:
                      help="also checkpoint every STEPS steps, loader position included "
                           "(0: after each epoch only)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--mesh", default=None, metavar="SHAPE", type=_args.mesh_shape,
+                     help="shard the tables over a device mesh and split each batch over its "
+                          "devices: '8' or '2x4' (data x model); on CPU, virtual devices "
+                          "(default: one device)")
+    fit.add_argument("--shard-kind", default=None, choices=("row", "column", "table"),
+                     help="with --mesh: how the tables are split (default: row)")
+    fit.add_argument("--shard-strategy", default=None, choices=("mod", "div"),
+                     help="with --mesh and row sharding: TF's id placement (default: mod)")
+    fit.add_argument("--route", default=None, choices=("all_gather", "all_to_all"),
+                     help="with --mesh and row sharding: how ids reach their rows "
+                          "(default: all_gather)")
+    fit.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                     help="with --mesh: process 0's address in a multi-process fit (run the "
+                          "same command in every process, each with its --process-id; default: one "
+                          "process)")
+    fit.add_argument("--num-processes", default=None, type=_args.positive_int, metavar="N",
+                     help="with --coordinator: how many processes take part (default: 1)")
+    fit.add_argument("--process-id", default=None, type=_args.nonneg_int, metavar="I",
+                     help="with --coordinator: this process's index, 0 .. N-1 (default: 0)")
     fit.set_defaults(handler=_fit, check=_check_fit)
 
     evaluate = commands.add_parser(

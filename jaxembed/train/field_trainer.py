@@ -210,7 +210,8 @@ class FieldTrainer:
         return loss
 
     def probability_function(self) -> Callable:
-        """The pure ``probabilities(tables, rest, batch)`` of this model's structure."""
+        """The pure ``probabilities(tables, rest, batch)`` of this model's structure (on
+        logical tables: what :meth:`params` returns)."""
         return probability_function(self.graphdef, self.table_def, self.layout)
 
     def probabilities(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -224,27 +225,46 @@ def _rows(tables: list, layout: _Layout, bags: Mapping[str, Any]) -> dict:
                        dict(zip(layout.keys, layout.fields, strict=True)), bags)
 
 
-def probability_function(graphdef: Any, table_def: Any, layout: _Layout) -> Callable:
+def _table_tree(table_def: Any, tables: Any, placement: Any) -> Any:
+    """The tables as the model holds them; with a placement (sharded storage) abstract
+    stand-ins of the logical tables (``head`` reads gathered rows, never the tables)."""
+    return jax.tree.unflatten(table_def, tables if placement is None
+                              else list(placement.stand_ins))
+
+
+def _placed_rows(tables: Any, layout: _Layout, bags: Mapping[str, Any], placement: Any) -> dict:
+    return _rows(tables, layout, bags) if placement is None else placement.rows(tables, bags)
+
+
+def probability_function(graphdef: Any, table_def: Any, layout: _Layout,
+                         placement: Any = None) -> Callable:
     """``probabilities(tables, rest, batch) -> f[B]``: the click probabilities of a batch of
     encoded arrays, gathered rows then ``head`` (pure; jitted for training, exported with
-    ``jax.export`` for serving)."""
+    ``jax.export`` for serving). ``placement`` (a
+    :class:`jaxembed.train.field_sharding.FieldPlacement`) reads ``tables`` as sharded
+    storage instead of logical ``[V, K]`` tables."""
 
     def probabilities(tables, rest, batch):
         bags = to_bags(batch, layout.batch_fields)
-        model = nnx.merge(graphdef, jax.tree.unflatten(table_def, tables), rest)
-        return jax.nn.sigmoid(model.head(_rows(tables, layout, bags), bags))
+        model = nnx.merge(graphdef, _table_tree(table_def, tables, placement), rest)
+        return jax.nn.sigmoid(model.head(_placed_rows(tables, layout, bags, placement), bags))
 
     return probabilities
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_predict(graphdef: Any, table_def: Any, layout: _Layout) -> Callable:
-    return jax.jit(probability_function(graphdef, table_def, layout))
+def _compiled_predict(graphdef: Any, table_def: Any, layout: _Layout, placement: Any = None
+                      ) -> Callable:
+    return jax.jit(probability_function(graphdef, table_def, layout, placement))
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_step(graphdef: Any, table_def: Any, layout: _Layout, config: FitConfig
-                   ) -> Callable:
+def _compiled_step(graphdef: Any, table_def: Any, layout: _Layout, config: FitConfig,
+                   placement: Any = None) -> Callable:
+    """The jitted step. ``placement`` (a :class:`jaxembed.train.field_sharding.
+    FieldPlacement`, hashable) holds the tables as sharded storage: it gathers the rows
+    (``placement.rows``) and applies each table's rule to the rows it stores
+    (``placement.update``); the rest of the step is the same."""
     rules = [table_rule(kind, config, key)
              for kind, key in zip(layout.kinds, layout.keys, strict=True)]
     dense_tx = dense_transform(config)
@@ -254,8 +274,8 @@ def _compiled_step(graphdef: Any, table_def: Any, layout: _Layout, config: FitCo
         bags = to_bags(batch, layout.batch_fields)
         mask = batch["mask"]
         count = jnp.maximum(mask.sum(), 1.0)
-        table_tree = jax.tree.unflatten(table_def, tables)
-        rows = _rows(tables, layout, bags)
+        table_tree = _table_tree(table_def, tables, placement)
+        rows = _placed_rows(tables, layout, bags, placement)
 
         def loss_fn(rows, rest):
             logits = nnx.merge(graphdef, table_tree, rest).head(rows, bags)
@@ -269,13 +289,17 @@ def _compiled_step(graphdef: Any, table_def: Any, layout: _Layout, config: FitCo
                                                          has_aux=True)(rows, rest)
         updates, dense_state = dense_tx.update(d_rest, dense_state, rest)
         rest = optax.apply_updates(rest, updates)
+        touched = [(jnp.concatenate([jnp.where(bags[f].mask, bags[f].ids, -1).reshape(-1)
+                                     for f in fields]),
+                    jnp.concatenate([d_rows[key][f].reshape(-1, d_rows[key][f].shape[-1])
+                                     for f in fields]))
+                   for key, fields in zip(layout.keys, layout.fields, strict=True)]
+        if placement is not None:
+            new_tables, new_states = placement.update(rules, tables, table_states, touched)
+            return new_tables, new_states, rest, dense_state, loss
         new_tables, new_states = [], []
-        for table, state, key, fields, rule in zip(tables, table_states, layout.keys,
-                                                   layout.fields, rules, strict=True):
-            ids = jnp.concatenate([jnp.where(bags[f].mask, bags[f].ids, -1).reshape(-1)
-                                   for f in fields])
-            grads = jnp.concatenate([d_rows[key][f].reshape(-1, table.shape[1])
-                                     for f in fields])
+        for table, state, rule, (ids, grads) in zip(tables, table_states, rules, touched,
+                                                    strict=True):
             table, state = rule.update(table, state, ids, grads)
             new_tables.append(table)
             new_states.append(state)

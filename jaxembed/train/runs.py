@@ -112,9 +112,34 @@ def _read_json(path: str) -> dict:
 
 
 def _trainer(schema: Schema, vocabularies: Vocabularies, model: str, hyper: Mapping,
-             config: FitConfig) -> FieldTrainer:
+             config: FitConfig, mesh: Any = None) -> FieldTrainer:
+    """The run's trainer: one device, or ``mesh = (MeshSpec, jax Mesh)`` sharded."""
     inputs = Encoder(schema, vocabularies, seed=config.seed).inputs
-    return FieldTrainer(registry.build(model, inputs, seed=config.seed, **hyper), config)
+    built = registry.build(model, inputs, seed=config.seed, **hyper)
+    if mesh is None:
+        return FieldTrainer(built, config)
+    from jaxembed.train.field_sharding import ShardedFieldTrainer
+
+    spec, devices = mesh
+    return ShardedFieldTrainer(built, config, devices, kind=spec.kind, strategy=spec.strategy,
+                               route=spec.route)
+
+
+def _mesh(mesh: Any, config: FitConfig) -> Any:
+    """``(MeshSpec, jax Mesh)`` of ``fit(mesh=...)``, checked before any data is read."""
+    if mesh is None:
+        return None
+    from jaxembed.train.field_sharding import MeshSpec, make_mesh
+
+    spec = MeshSpec.of(mesh)
+    devices = make_mesh(spec.shape)
+    if config.batch_size % devices.size:
+        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the mesh's "
+                         f"{devices.size} devices (the batch is split over all of them)")
+    if config.batch_size % jax.process_count():
+        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the "
+                         f"{jax.process_count()} processes (each reads its share of a batch)")
+    return spec, devices
 
 
 def split_options(model: str, options: Mapping[str, Any]) -> tuple[dict, dict]:
@@ -155,7 +180,7 @@ def check_model(schema: Schema, model: str, options: Mapping[str, Any]
 def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
         split: str | None = None, model: str = "wide_deep", out: str | os.PathLike | None = None,
         resume: bool = False, progress: bool = False, process: int = 0, processes: int = 1,
-        checkpoint_every: int = 0, **options: Any) -> Run:
+        checkpoint_every: int = 0, mesh: Any = None, **options: Any) -> Run:
     """Fit ``model`` on ``train`` (a CSV/TSV/Parquet path or a pandas/polars/pyarrow table).
 
     Validation data is ``valid``, else ``split`` of ``train`` (``"time:0.8"``,
@@ -165,17 +190,37 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
     ``resume=True`` continues its newest checkpoint. ``process``/``processes``: this
     process's share of the training chunks in a multi-process run. ``checkpoint_every``:
     also save the whole state (loader position included) every that many steps.
+
+    ``mesh``: shard the tables over a device mesh and split each batch over its devices
+    (:mod:`jaxembed.train.field_sharding`): a shape (``8``, ``"2x4"``) or a
+    :class:`~jaxembed.train.field_sharding.MeshSpec` (layout kind, row strategy, route). The
+    run's parameters and checkpoints stay logical: it resumes, predicts and exports on any
+    number of devices. In a multi-process JAX run (:func:`jaxembed.sharding.launch.
+    initialize`) with a mesh, every process calls ``fit`` with the same arguments and ``out``
+    (a folder they share); process 0 writes the vocabularies and encoded stores, each process
+    reads ``batch_size / processes`` rows a step from its own chunks, and the global batch is
+    ``batch_size``.
     """
     started = time.perf_counter()
     if not isinstance(schema, Schema):
         schema = Schema.from_toml(schema)
     hyper, config = check_model(schema, model, {**schema.model, **options})
+    placed = _mesh(mesh, config)
+    local_batch = config.batch_size
+    if placed is not None and jax.process_count() > 1:
+        process, processes = jax.process_index(), jax.process_count()
+        local_batch = config.batch_size // processes
+    follower = placed is not None and jax.process_count() > 1 and jax.process_index() > 0
     out = os.fspath(out) if out is not None else tempfile.mkdtemp(prefix="jaxembed-run-")
-    _claim(out, schema, model, resume)
-    console, bar = _console(progress)
+    if follower:  # process 0 claims the folder and writes the stores; the others read them
+        _sync("jaxembed-fit-stores")
+    else:
+        _claim(out, schema, model, resume)
+    console, bar = _console(progress and not follower)
     vocab_path = os.path.join(out, "vocabularies.json")
     stores = os.path.join(out, "cache")
-    if resume and os.path.isfile(vocab_path) and _complete(os.path.join(stores, "valid")):
+    if follower or (resume and os.path.isfile(vocab_path)
+                    and _complete(os.path.join(stores, "valid"))):
         vocabularies = Vocabularies.load(vocab_path)
         train_store = Store.open(os.path.join(stores, "train"))
         valid_store = Store.open(os.path.join(stores, "valid"))
@@ -200,18 +245,25 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
                                   os.path.join(stores, "train"))
         valid_store = write_store(_selected(valid if valid is not None else train, schema,
                                             keep_valid), encoder, os.path.join(stores, "valid"))
+    if placed is not None and jax.process_count() > 1 and not follower:
+        _sync("jaxembed-fit-stores")
     if train_store.num_rows < config.batch_size:
         raise DataError(f"{train_store.num_rows} training rows make no batch of "
                         f"{config.batch_size}")
-    trainer = _trainer(schema, vocabularies, model, hyper, config)
-    _atomic.write_text(os.path.join(out, "model.json"), json.dumps(
-        {"format": RUN_FORMAT, "model": model, "hyper": hyper,
-         "config": dataclasses.asdict(config), "columns": source_types(train, schema)},
-        indent=1))
+    trainer = _trainer(schema, vocabularies, model, hyper, config, placed)
+    if not follower:
+        _atomic.write_text(os.path.join(out, "model.json"), json.dumps(
+            {"format": RUN_FORMAT, "model": model, "hyper": hyper,
+             "config": dataclasses.asdict(config), "columns": source_types(train, schema)},
+            indent=1))
+    if placed is not None:
+        console(f"tables sharded {placed[0].describe()} of {placed[1].size} devices"
+                f"{f' in {processes} processes' if processes > 1 else ''}")
     run = Run(out, schema, vocabularies, model, hyper, config, trainer)
     history = _train(run, train_store, valid_store, resume=resume, console=console,
                      progress=bar, process=process, processes=processes,
-                     checkpoint_every=checkpoint_every)
+                     checkpoint_every=checkpoint_every, batch_size=local_batch,
+                     even_steps=placed is not None and jax.process_count() > 1)
     wall = time.perf_counter() - started
     trained = [h for h in history if "examples_per_s" in h]
     best = max(history, key=lambda h: h["auc"]) if history else {}
@@ -221,7 +273,11 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
                if trained else None,
                "train_rows": train_store.num_rows, "valid_rows": valid_store.num_rows,
                "wall_s": wall}
-    _atomic.write_text(os.path.join(out, "fit.json"), json.dumps(summary, indent=1))
+    if placed is not None:
+        summary["mesh"] = {**dataclasses.asdict(placed[0]), "devices": placed[1].size,
+                           "processes": processes}
+    if not follower:
+        _atomic.write_text(os.path.join(out, "fit.json"), json.dumps(summary, indent=1))
     run.history = history
     return run
 
@@ -309,17 +365,56 @@ def _decode_state(array: np.ndarray) -> dict:
 
 
 def iterator_source(store: Store, config: FitConfig, epoch: int, process: int,
-                    processes: int) -> EpochSource:
-    """The epoch's batches of this process (their count sizes the progress bar)."""
-    return EpochSource(store, batch_size=config.batch_size, seed=config.seed, epoch=epoch,
-                       window=config.window, process=process, processes=processes)
+                    processes: int, batch_size: int | None = None) -> EpochSource:
+    """The epoch's batches of this process (their count sizes the progress bar);
+    ``batch_size`` the rows this process reads a step (default ``config.batch_size``)."""
+    return EpochSource(store, batch_size=batch_size or config.batch_size, seed=config.seed,
+                       epoch=epoch, window=config.window, process=process, processes=processes)
+
+
+def _sync(name: str) -> None:
+    """Wait until every process of a multi-process JAX run reaches this point."""
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
+
+
+class _padded:
+    """An epoch iterator followed by ``extra`` copies of a padding batch (its loader state is
+    the epoch iterator's)."""
+
+    def __init__(self, iterator: Any, extra: int, empty: Mapping[str, np.ndarray]) -> None:
+        self.iterator, self.extra, self.empty = iterator, extra, empty
+
+    def __iter__(self) -> Iterator[Mapping[str, np.ndarray]]:
+        yield from self.iterator
+        for _ in range(self.extra):
+            yield self.empty
+
+    def get_state(self) -> Any:
+        return self.iterator.get_state()
+
+
+def _empty_batch(store: Store, batch_size: int) -> dict[str, np.ndarray]:
+    """A batch of padding only (no ids, mask 0): what a process whose chunks ran out feeds
+    while the others finish the epoch (every process must take every step)."""
+    chunk = store.chunk(0)
+    batch = {k: np.full((batch_size, *v.shape[1:]), -1 if k.startswith("ids/") or k == "wide"
+                        else 0, v.dtype) for k, v in chunk.items()}
+    batch["mask"] = np.zeros(batch_size, np.float32)
+    return batch
 
 
 def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
-           progress: Any, process: int, processes: int, checkpoint_every: int = 0
-           ) -> list[dict]:
+           progress: Any, process: int, processes: int, checkpoint_every: int = 0,
+           batch_size: int | None = None, even_steps: bool = False) -> list[dict]:
     """The epoch loop: batches from Grain, validation after each epoch, early stopping,
-    checkpoints (whole state, loader position included) and the best parameters."""
+    checkpoints (whole state, loader position included) and the best parameters.
+
+    ``batch_size``: the rows this process reads a step. ``even_steps``: every process takes
+    as many steps as the process with the most batches (a process whose chunks ran out feeds
+    padding), as the collectives of a multi-process sharded step need."""
+    batch_size = batch_size or run.config.batch_size
     config, trainer = run.config, run.trainer
     ckpt_dir = os.path.join(run.path, "checkpoints")
     params_dir = os.path.join(run.path, "params")
@@ -337,12 +432,17 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
             meta = _decode_state(saved["meta"])
             history, best_auc, stale = meta["history"], meta["best_auc"], meta["stale"]
     while epoch < config.epochs and not (config.patience and stale >= config.patience):
-        iterator = epoch_iterator(train, batch_size=config.batch_size, seed=config.seed,
+        iterator = epoch_iterator(train, batch_size=batch_size, seed=config.seed,
                                   epoch=epoch, window=config.window, process=process,
                                   processes=processes, state=loader_state)
         first = int(loader_state.get("next_index", 0)) if loader_state else 0
         loader_state = None
-        total = len(iterator_source(train, config, epoch, process, processes))
+        total = len(iterator_source(train, config, epoch, process, processes, batch_size))
+        if even_steps:
+            most = max(len(iterator_source(train, config, epoch, p, processes, batch_size))
+                       for p in range(processes))
+            iterator = _padded(iterator, most - total, _empty_batch(train, batch_size))
+            total = most
         losses, examples = [], 0
         tick = time.perf_counter()
         with progress(f"epoch {epoch + 1}", total, first) as advance:
