@@ -87,8 +87,10 @@ from jaxembed.data.readers import (
 from jaxembed.stream.calibration import _check_rate, downsample_negatives
 
 METADATA_KEY = b"jaxembed.join"
-"""The Parquet key-value metadata entry of a joined file (JSON: the join's settings and
-:class:`JoinStats`)."""
+"""The schema metadata entry of a joined Parquet file: JSON of the join's settings (key,
+time, window, ``negative_rate``, seed); a table read from the file keeps it."""
+STATS_KEY = b"jaxembed.join.stats"
+"""The file's key-value metadata entry (written last) with the :class:`JoinStats` counts."""
 JOIN_FORMAT = 1
 DUPLICATES = ("error", "drop")
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -170,11 +172,18 @@ class JoinConfig:
     def negative_rate(self) -> float:
         return 1.0 if self.downsample is None else float(self.downsample)
 
-    def metadata(self, stats: JoinStats) -> dict[str, Any]:
+    def metadata(self) -> dict[str, Any]:
         return {"format": JOIN_FORMAT, "key": self.key, "time": self.time,
                 "label": self.label, "window_s": self.window,
                 "negative_rate": self.negative_rate, "seed": self.seed,
-                "duplicates": self.duplicates, "stats": stats.counts()}
+                "duplicates": self.duplicates}
+
+    def schema(self, batch_schema: pa.Schema) -> pa.Schema:
+        """The output file's schema: the rows' columns, with the settings as metadata (the
+        impressions' pandas metadata left out: it describes other columns)."""
+        metadata = {k: v for k, v in (batch_schema.metadata or {}).items() if k != b"pandas"}
+        metadata[METADATA_KEY] = json.dumps(self.metadata()).encode()
+        return batch_schema.with_metadata(metadata)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -272,7 +281,8 @@ class _Log:
 
     def __init__(self, source: Any, what: str, config: JoinConfig,
                  columns: Sequence[str] | None, batch_rows: int) -> None:
-        self.what = f"{what} {describe(source)}"
+        self.what = (f"{what} {describe(source)}" if isinstance(source, str | os.PathLike)
+                     else f"{what} ({describe(source)})")
         self.config = config
         self._batches = source_batches(source, columns, batch_rows, what, config.key)
         self._peeked: pa.RecordBatch | None = None
@@ -333,9 +343,9 @@ class _Log:
         early = np.flatnonzero(times < previous)
         if early.size:
             i = int(early[0])
-            raise DataError(f"{self.what} row {first + i}: time {times[i]!r} is earlier than "
-                            f"the row before it ({previous[i]!r}); the log must be sorted by "
-                            f"{name!r} (sort it first)")
+            raise DataError(f"{self.what} row {first + i}: time {float(times[i])!r} is "
+                            f"earlier than the row before it ({float(previous[i])!r}); the log "
+                            f"must be sorted by {name!r} (sort it first)")
         return times
 
 
@@ -408,7 +418,7 @@ class _Merge:
                 earlier = int(np.concatenate([self.held.rows, rows])[j])
                 raise DataError(
                     f"{what} row {rows[i]}: key {self.config.key}={keys[i].as_py()!r} repeats "
-                    f"row {earlier} ({times[i] - all_times[j]:g} s earlier, within the "
+                    f"row {earlier} ({float(times[i] - all_times[j]):g} s earlier, within the "
                     f"{self.window:g} s window); drop the repeats with duplicates='drop' "
                     f"(--duplicates drop)")
             self.stats.duplicate_impressions += int(repeat.sum())
@@ -587,12 +597,12 @@ def join(impressions: Any, clicks: Any, *, key: str, window: str | float,
             for batch in join_batches(impressions, clicks, config, batch_rows=batch_rows,
                                       stats=stats):
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp, batch.schema)
+                    writer = pq.ParquetWriter(tmp, config.schema(batch.schema))
                 writer.write_batch(batch)
             if writer is None:  # every row down-sampled away: an empty file with the columns
                 schema = _output_schema(impressions, config, batch_rows)
-                writer = pq.ParquetWriter(tmp, schema)
-            writer.add_key_value_metadata({METADATA_KEY: json.dumps(config.metadata(stats))})
+                writer = pq.ParquetWriter(tmp, config.schema(schema))
+            writer.add_key_value_metadata({STATS_KEY: json.dumps(stats.counts())})
         finally:
             if writer is not None:
                 writer.close()
@@ -605,8 +615,9 @@ def _output_schema(impressions: Any, config: JoinConfig, batch_rows: int) -> pa.
 
 
 def join_metadata(data: Any) -> dict[str, Any] | None:
-    """The join settings and counts a joined Parquet file (or folder, or a pyarrow table read
-    from one) records, or None for anything else."""
+    """The join settings a joined Parquet file (or folder of them, or a pyarrow table read
+    from one) records, with its counts under ``"stats"`` when a file gives them; None for
+    anything else."""
     metadata = None
     if isinstance(data, str | os.PathLike):
         path = os.fspath(data)
@@ -615,16 +626,21 @@ def join_metadata(data: Any) -> dict[str, Any] | None:
             return None
         try:
             if os.path.isdir(path):
-                metadata = pa_ds.dataset(path, format="parquet").schema.metadata
-            else:
-                metadata = pq.read_schema(path).metadata
+                files = pa_ds.dataset(path, format="parquet").files
+                if not files:
+                    return None
+                path = files[0]
+            metadata = pq.ParquetFile(path).metadata.metadata
         except (pa.ArrowInvalid, OSError):
             return None
     elif isinstance(data, pa.Table | pa.RecordBatch):
         metadata = data.schema.metadata
     if not metadata or METADATA_KEY not in metadata:
         return None
-    return json.loads(metadata[METADATA_KEY])
+    settings = json.loads(metadata[METADATA_KEY])
+    if STATS_KEY in metadata:
+        settings["stats"] = json.loads(metadata[STATS_KEY])
+    return settings
 
 
 def negative_rate(data: Any) -> float | None:
