@@ -80,6 +80,7 @@ from jaxembed.data.readers import (
     PARQUET_SUFFIXES,
     DataError,
     _arrow_table,
+    _header,
     _suffix,
     describe,
     time_values,
@@ -256,6 +257,41 @@ def _csv(path: str, columns: Sequence[str] | None, what: str,
         except (pa.ArrowInvalid, UnicodeDecodeError) as err:
             raise DataError(f"{what} {path!r}: {str(err).splitlines()[0]}") from None
         yield batch
+
+
+def columns_of(source: Any, what: str) -> list[str]:
+    """The column names of a log, from a Parquet file's schema or a CSV/TSV header (nothing
+    else is read); a missing, empty or unreadable file is an error naming it."""
+    if not isinstance(source, str | os.PathLike):
+        return list(_arrow_table(source).schema.names)
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} file {path!r} does not exist")
+    if os.path.isdir(path) or _suffix(path) in PARQUET_SUFFIXES:
+        try:
+            return list(pa_ds.dataset(path, format="parquet").schema.names)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"{what} {path!r} is not readable Parquet: "
+                            f"{str(err).splitlines()[0]}") from None
+    if _suffix(path) not in CSV_SUFFIXES:
+        raise DataError(f"{what} file {path!r}: unknown format (expected "
+                        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or a folder of Parquet)")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{what} file {path!r} is empty")
+    delimiter = "\t" if _suffix(path) in (".tsv", ".txt") else ","
+    return _header(path, delimiter, None)
+
+
+def check_sources(impressions: Any, clicks: Any, config: JoinConfig) -> None:
+    """Before any work: both logs exist, are of a known format and have the key and time
+    columns; the impressions have no column named like the label."""
+    for what, source in (("impressions", impressions), ("clicks", clicks)):
+        names = columns_of(source, what)
+        where = f"{what} {describe(source)}"
+        _check_columns(names, (config.key, config.time), where)
+        if what == "impressions" and config.label in names:
+            raise DataError(f"{where} already has a column {config.label!r}; name the label "
+                            f"column otherwise")
 
 
 def _key_kind(column_type: pa.DataType) -> str:
