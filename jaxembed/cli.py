@@ -18,6 +18,7 @@ from pathlib import Path
 from jaxembed.commands import _args
 from jaxembed.commands.ctr import add_ctr_parsers
 from jaxembed.commands.graph_text import add_node2vec_parser, add_word2vec_parser
+from jaxembed.commands.join import add_join_parser
 from jaxembed.commands.search import add_index_parser, add_search_parser
 from jaxembed.commands.serving import add_export_parser
 from jaxembed.commands.update import add_update_parser
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "encoding-csv": "jaxembed.bench.encoding_csv",
     "graph": "jaxembed.bench.graph",
     "job": "jaxembed.bench.job",
+    "join": "jaxembed.bench.join",
     "lookup": "jaxembed.bench.lookup",
     "models": "jaxembed.bench.models",
     "online": "jaxembed.bench.online",
@@ -262,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ctr_parsers(commands)
     add_update_parser(commands)
+    add_join_parser(commands)
     add_export_parser(commands)
     add_node2vec_parser(commands)
     add_word2vec_parser(commands)

@@ -86,7 +86,7 @@ def _check_fit(args: argparse.Namespace) -> None:
     from jaxembed.data.readers import check_source
     from jaxembed.data.split import Split
     from jaxembed.models import registry
-    from jaxembed.train.runs import check_model
+    from jaxembed.train.runs import check_model, resolve_negative_rate
 
     schema = _schema(args.schema)
     registry.model_class(args.model)
@@ -105,9 +105,10 @@ def _check_fit(args: argparse.Namespace) -> None:
                                f"continues it; choose another folder for a new run)")
     options = dict(schema.model)
     options.update(dict(args.set or []))
-    for key in ("epochs", "batch_size", "learning_rate", "seed"):
+    for key in ("epochs", "batch_size", "learning_rate", "seed", "negative_rate"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    resolve_negative_rate(args.train, options)  # a rate the joined file records, checked
     check_model(schema, args.model, options)  # last: it builds the model on stand-in tables
     args.options = options
 
@@ -215,6 +216,11 @@ def add_ctr_parsers(commands: argparse._SubParsersAction) -> None:
                      help="Adam rate of the dense layers (default 0.001)")
     fit.add_argument("--seed", type=_args.nonneg_int, default=None, help="random seed "
                      "(default 0)")
+    fit.add_argument("--negative-rate", type=_args.probability, default=None, metavar="W",
+                     help="the training log kept each negative with probability W, in (0, 1] "
+                          "(jaxembed join --downsample W); predict, evaluate and export "
+                          "calibrate p to p / (p + (1 - p) / W) (default: the rate a joined "
+                          "Parquet file records, else 1)")
     fit.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
                      help="a model hyperparameter or fit option, e.g. --set hidden=[400,400] "
                           "(JSON values; repeatable; over the schema's [model] table)")

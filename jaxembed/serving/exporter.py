@@ -6,6 +6,9 @@ The exported function is the one :func:`jaxembed.predict` runs,
 
     p = \sigma\big(\mathrm{head}_\theta(\mathrm{gather}(W, x), x)\big),
 
+calibrated, for a run fitted on a log whose negatives were kept at rate :math:`w < 1`, to
+:math:`p / (p + (1 - p)/w)` (``negative_rate`` in the run's ``model.json``),
+
 taking ``(params, inputs)``: ``params`` a flat ``{name: array}`` of every parameter and
 ``inputs`` the encoded arrays ``{"ids/<field>": i32[b, W_f], "dense": f32[b, D],
 "wide": i32[b, W_c]}``, with the batch size ``b`` symbolic
@@ -44,6 +47,7 @@ from jaxembed.serving.folder import (
     is_served,
 )
 from jaxembed.serving.served import input_widths
+from jaxembed.stream.calibration import calibrate
 
 BATCH_DIM = "b"
 
@@ -76,10 +80,13 @@ def prediction_function(run: Any) -> tuple[Any, dict[str, np.ndarray]]:
               zip(names, [*trainer.tables, *(leaf for _, leaf in rest_flat)], strict=True)}
     model_probabilities = trainer.probability_function()
 
+    rate = run.config.negative_rate
+
     def probabilities(params: dict[str, jax.Array], inputs: dict[str, jax.Array]) -> jax.Array:
         tables = [params[name] for name in table_names]
         rest = jax.tree.unflatten(rest_def, [params[name] for name in rest_names])
-        return model_probabilities(tables, rest, inputs)
+        p = model_probabilities(tables, rest, inputs)
+        return p if rate == 1.0 else calibrate(p, rate)  # the run's negative down-sampling
 
     return probabilities, params
 

@@ -67,6 +67,11 @@ class FitConfig:
     freeze_embeddings: bool = False
     accumulate: int = 1
     grown_rows: tuple[tuple[str, int, int], ...] = ()
+    negative_rate: float = 1.0
+    """The rate at which the training log kept its negatives (``jaxembed join --downsample``);
+    :func:`jaxembed.predict`, :func:`jaxembed.evaluate` and the served function calibrate the
+    model's ``p`` to ``p / (p + (1 - p) / negative_rate)``. Training itself, and the
+    validation metrics of each epoch, see the down-sampled rate (AUC is the same either way)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grown_rows", tuple(
@@ -85,6 +90,9 @@ class FitConfig:
         for name in ("embedding_l2", "linear_l1", "linear_l2"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if isinstance(self.negative_rate, bool) or not 0.0 < self.negative_rate <= 1.0:
+            raise ValueError(f"negative_rate must be a number in (0, 1], "
+                             f"got {self.negative_rate!r}")
         if self.embedding_optimizer not in ("adam", "adagrad"):
             raise ValueError(f"embedding_optimizer must be 'adam' or 'adagrad', "
                              f"got {self.embedding_optimizer!r}")

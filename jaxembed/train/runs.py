@@ -204,7 +204,9 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
     started = time.perf_counter()
     if not isinstance(schema, Schema):
         schema = Schema.from_toml(schema)
-    hyper, config = check_model(schema, model, {**schema.model, **options})
+    options = {**schema.model, **options}
+    resolve_negative_rate(train, options)
+    hyper, config = check_model(schema, model, options)
     placed = _mesh(mesh, config)
     local_batch = config.batch_size
     if placed is not None and jax.process_count() > 1:
@@ -280,6 +282,37 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
         _atomic.write_text(os.path.join(out, "fit.json"), json.dumps(summary, indent=1))
     run.history = history
     return run
+
+
+def resolve_negative_rate(train: Any, options: dict[str, Any]) -> None:
+    """Take ``negative_rate`` from a training file written by ``jaxembed join
+    --downsample`` (its metadata records the rate) unless given; a given rate that differs
+    from the recorded one is an error naming both."""
+    from jaxembed.data.join import negative_rate
+
+    if options.get("negative_rate", 0) is None:
+        del options["negative_rate"]
+    recorded = negative_rate(train)
+    if recorded is None:
+        return
+    given = options.get("negative_rate")
+    if given is None:
+        options["negative_rate"] = recorded
+    elif not np.isclose(float(given), recorded, rtol=1e-12, atol=0.0):
+        raise ValueError(f"negative_rate={given!r}, but the training log was joined with "
+                         f"negatives kept at {recorded!r} (its jaxembed.join metadata); drop "
+                         f"the option to use the recorded rate")
+
+
+def calibrated(run: Run, probs: np.ndarray) -> np.ndarray:
+    """The run's probabilities corrected for its negative down-sampling:
+    ``p / (p + (1 - p) / negative_rate)`` (unchanged when every negative was kept)."""
+    rate = run.config.negative_rate
+    if rate == 1.0:
+        return probs
+    from jaxembed.stream.calibration import calibrate
+
+    return calibrate(np.asarray(probs, np.float64), rate)
 
 
 def _console(progress: bool) -> tuple[Any, Any]:
@@ -523,7 +556,7 @@ def _scored(run: Run, data: Any, labels: bool) -> Iterator[tuple[dict, np.ndarra
             take = np.arange(lo, lo + size)
             take = np.where(take < n, take, lo)
             part = {k: v[take] for k, v in chunk.items()}
-            yield part, run.trainer.probabilities(part)[: min(size, n - lo)]
+            yield part, calibrated(run, run.trainer.probabilities(part)[: min(size, n - lo)])
 
 
 def predict(run: Run | str | os.PathLike, data: Any) -> np.ndarray:
