@@ -149,8 +149,14 @@ def _train(args: argparse.Namespace) -> int:
     from jaxembed.train import job
 
     defaults = job.JobConfig()
+    mesh = None
+    if args.mesh:
+        from jaxembed.train.field_sharding import MeshSpec
+
+        mesh = MeshSpec(args.mesh, kind=args.shard_kind, strategy=args.shard_strategy,
+                        route=args.route)
     config = job.JobConfig(
-        mesh=args.mesh,
+        mesh=mesh,
         train_size=args.train_size, eval_size=args.eval_size, online_size=args.online_size,
         seed=args.seed, out_dir=args.out, resume=args.resume, data_paths=tuple(args.data),
         epochs=args.epochs, batch_size=args.batch_size, fit={"accumulate": args.accumulate},
@@ -302,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 JOB_DEFAULTS = {"train_size": 300_000, "eval_size": 60_000, "online_size": 150_000,
                 "epochs": 3, "batch_size": 1024}
-"""The defaults of :class:`jaxembed.train.job.JobConfig` and ``OfflineConfig`` that ``train``
+"""The defaults of :class:`jaxembed.train.job.JobConfig` that ``train``
 shows, written out so that building the parser does not import the trainer (flax, orbax);
 tests/test_cli_contract.py checks that they agree."""
 

@@ -322,7 +322,7 @@ def test_version_and_help_texts(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     train_help = " ".join(capsys.readouterr().out.split())
-    for shown in ("(default: 3)", "(default: 512)", "(default: jaxembed-run)",
+    for shown in ("(default: 3)", "(default: 1024)", "(default: jaxembed-run)",
                   "(default: 300000", "(default: 1.0)"):
         assert shown in train_help, shown
 

@@ -35,9 +35,9 @@ def _load() -> str:
 def render(figures: dict[str, Any], machine: str, load: str, day: str) -> str:
     """The Markdown block for docs/benchmarks.md from the figures :func:`jaxembed.train.job.run`
     returned."""
-    from jaxembed.train import job, offline
+    from jaxembed.train import job
 
-    config, fit = job.JobConfig(), offline.OfflineConfig()
+    config = job.JobConfig()
     rows = [("offline, period-0 eval", figures["offline"], figures["bayes_auc_period0"]),
             ("period 1, before online", figures["online_before"], figures["bayes_auc_period1"]),
             ("period 1, after online", figures["online_after"], figures["bayes_auc_period1"])]
@@ -48,7 +48,8 @@ def render(figures: dict[str, Any], machine: str, load: str, day: str) -> str:
         BEGIN,
         f"`jaxembed train` with its defaults ({config.train_size:,} training, "
         f"{config.eval_size:,} evaluation and {config.online_size:,} streamed impressions; "
-        f"{fit.epochs} epochs of batches of {fit.batch_size}) on {machine}, {load}, {day}: "
+        f"at most {config.epochs} epochs of batches of {config.batch_size}, early stopping) on "
+        f"{machine}, {load}, {day}: "
         f"**{figures['seconds']:.0f} s wall** in all, from the first line to the table "
         f"(jit compilation included); offline training "
         f"{figures['train_examples_per_s']:,.0f} examples/s, online phase (joiner included) "

@@ -6,10 +6,10 @@ lookup plus the gradient of the stored tables (forward + backward) under ``jit``
 peer: :func:`jaxembed.bag_lookup` of the same tables on one device, measured in the same
 interpreter, and prints ``sharded / one-device`` time ratios and the bytes the collectives
 move per step (:func:`jaxembed.sharding.communication_bytes`, from the shapes). It also
-times one training step of :class:`~jaxembed.models.SearchCTR` with the same tables as its
-domains (:class:`jaxembed.train.sharded.ShardedTrainer`, row-wise, all-gather; the host
+times one training step of ``search_ctr`` with the same tables as its fields
+(:class:`jaxembed.train.field_sharding.ShardedFieldTrainer`, row-wise, all-gather; the host
 batch's placement included) against the one-device
-:class:`~jaxembed.train.offline.OfflineTrainer` in the same interpreter.
+:class:`~jaxembed.train.field_trainer.FieldTrainer` in the same interpreter.
 
 Virtual CPU devices share the machine's cores, so on a CPU the figures show the cost of the
 routing (extra gathers, scatters and copies), not a speed-up: the speed-up of real devices
@@ -79,41 +79,45 @@ def _measure(devices: int, tables: int, vocab: int, features: int, batch: int, w
 
 
 def _train_steps(mesh: Any, shapes: dict, bags: dict, batch: int, repeats: int) -> dict:
-    """Seconds per SearchCTR train step, sharded (row-wise) and on one device."""
+    """Seconds per ``search_ctr`` training step, sharded (row-wise) and on one device."""
     import time
 
     import jax
     import numpy as np
-    from flax import nnx
 
-    import jaxembed as je
-    from jaxembed.models import SearchCTR
-    from jaxembed.train.offline import OfflineConfig, OfflineTrainer
-    from jaxembed.train.sharded import ShardedTrainer
+    from jaxembed.models import registry
+    from jaxembed.models.inputs import FieldSpec, ModelInputs, TableSpec
+    from jaxembed.train.field_sharding import ShardedFieldTrainer
+    from jaxembed.train.field_trainer import FieldTrainer, FitConfig
 
     rng = np.random.default_rng(1)
-    vocab, features = next(iter(shapes.values()))
-    host = dict(bags)
-    host["wide"] = je.Bags(rng.integers(0, vocab, (batch, 8)).astype(np.int32))
-    host["stats"] = rng.standard_normal((batch, 4), dtype=np.float32)
-    labels = (rng.random(batch) < 0.2).astype(np.float32)
-    config = OfflineConfig(batch_size=batch)
-
-    def model():
-        return SearchCTR({n: v for n, (v, _) in shapes.items()}, 4, vocab,
-                         embed_dim=features, rngs=nnx.Rngs(0))
+    vocab = next(iter(shapes.values()))[0]
+    inputs = ModelInputs(
+        tables=tuple(TableSpec(name, v, k) for name, (v, k) in shapes.items()),
+        fields=tuple(FieldSpec(name, name, multi=True, width=int(bags[name].ids.shape[1]))
+                     for name in shapes),
+        num_dense=4, wide_size=vocab)
+    host = {f"ids/{name}": np.asarray(bags[name].ids, np.int32) for name in shapes}
+    host["wide"] = rng.integers(0, vocab, (batch, 8)).astype(np.int32)
+    host["dense"] = rng.standard_normal((batch, 4), dtype=np.float32)
+    host["label"] = (rng.random(batch) < 0.2).astype(np.float32)
+    host["mask"] = np.ones(batch, np.float32)
+    config = FitConfig(batch_size=batch)
 
     def per_step(trainer) -> float:
-        jax.block_until_ready(trainer.step(host, labels))  # compile
+        jax.block_until_ready(trainer.step(host))  # compile
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            jax.block_until_ready(trainer.step(host, labels))
+            jax.block_until_ready(trainer.step(host))
             times.append(time.perf_counter() - start)
         return float(np.median(times))
 
-    return {"sharded": per_step(ShardedTrainer(model(), config, mesh)),
-            "peer": per_step(OfflineTrainer(model(), config))}
+    def model():
+        return registry.build("search_ctr", inputs, seed=0)
+
+    return {"sharded": per_step(ShardedFieldTrainer(model(), config, mesh)),
+            "peer": per_step(FieldTrainer(model(), config))}
 
 
 def run(
@@ -157,7 +161,7 @@ def run(
     print("\nratio = sharded time / one-device bag_lookup time in the same process "
           "(> 1: the routing costs more than it saves on virtual devices sharing these cores); "
           "MB = bytes the collectives move per step, all devices together")
-    print(f"\nSearchCTR train step (these {tables} tables as domains, a wide part of V={vocab}, "
+    print(f"\nsearch_ctr train step (these {tables} tables as domains, a wide part of V={vocab}, "
           f"row-wise all-gather; median of {repeats}; host batch placement included)")
     print(f"{'devices':>7}{'sharded ms':>12}{'one-device ms':>15}{'ratio':>8}")
     for devices, step in steps:

@@ -39,10 +39,8 @@ from rich.table import Table
 from jaxembed import data
 from jaxembed.data.search_schema import search_schema, search_table
 from jaxembed.data.search_stats import SearchStatistics
-from jaxembed.stream.calibration import calibrate
 from jaxembed.stream.replay import StreamConfig, replay
 from jaxembed.train import runs
-from jaxembed.train.evaluate import report
 from jaxembed.train.update import update
 
 
@@ -64,8 +62,9 @@ class JobConfig:
     out_dir: str = "jaxembed-run"
     resume: bool = False
     data_paths: tuple[str, ...] = ()
-    mesh: str | None = None
-    """A mesh shape such as ``"8"`` or ``"2x4"`` to shard the tables (None: one device)."""
+    mesh: Any = None
+    """A :class:`~jaxembed.train.field_sharding.MeshSpec` or a mesh shape such as ``"8"`` or
+    ``"2x4"`` to shard the tables (None: one device)."""
 def world() -> data.SearchLogConfig:
     """The built-in data's world: sized so a few hundred thousand impressions cover it, with
     few users (300) who search often, so that each user's category preference can be learned
@@ -160,11 +159,12 @@ def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     online_out = os.path.join(config.out_dir, "online")
     if os.path.isdir(online_out):  # the online phase is redone from the offline run
         shutil.rmtree(online_out)
-    updated = update(offline, examples, out=online_out, **config.online)
+    # a model updated on down-sampled negatives records the rate, and its predictions are
+    # calibrated q = p / (p + (1 - p) / w) wherever the run is used
+    updated = update(offline, examples, out=online_out,
+                     **{"negative_rate": config.stream.negative_rate, **config.online})
     online_seconds = time.perf_counter() - online_start
-    # a model trained on down-sampled negatives is served through the calibration q(p)
-    y, p, groups = runs.labelled_scores(updated, online_eval_t)
-    after = report(y, calibrate(p, config.stream.negative_rate), groups)
+    after = runs.evaluate(updated, online_eval_t)
     figures = {
         "bayes_auc_period0": data.bayes_auc(held), "bayes_auc_period1": data.bayes_auc(online_eval),
         "offline": offline_eval, "online_before": before, "online_after": after,
