@@ -387,8 +387,11 @@ class _Log:
 
 # ---------------------------------------------------------------------------- the merge
 def _codes(*keys: pa.Array) -> np.ndarray:
-    """One integer per distinct key value across ``keys`` (concatenated)."""
-    merged = pa.concat_arrays([k for k in keys])
+    """One integer per distinct key value across ``keys`` (concatenated): integer keys are
+    their own codes; text keys are dictionary-encoded."""
+    merged = pa.concat_arrays(list(keys))
+    if pa.types.is_integer(merged.type):
+        return merged.to_numpy(zero_copy_only=False)
     return np.asarray(pc.dictionary_encode(merged).indices)
 
 
@@ -437,9 +440,12 @@ class _Merge:
         keys = pa.concat_arrays([k for _, k, _, _ in slice_])
         times = np.concatenate([t for _, _, t, _ in slice_])
         rows = np.concatenate([np.arange(first, first + t.size) for _, _, t, first in slice_])
-        n_old = self.held.times.size
-        codes = _codes(self.held.keys, keys)
-        all_times = np.concatenate([self.held.times, times])
+        # only held impressions within w of the slice can be repeated by it (a suffix)
+        start = int(np.sum(times[0] - self.held.times > self.window))
+        near = self.held.keys.slice(start)
+        n_old = self.held.times.size - start
+        codes = _codes(near, keys)
+        all_times = np.concatenate([self.held.times[start:], times])
         order = np.argsort(codes, kind="stable")  # by key, then by row (= time order)
         same = codes[order][1:] == codes[order][:-1]
         gap = all_times[order][1:] - all_times[order][:-1]
@@ -451,7 +457,7 @@ class _Merge:
             if self.config.duplicates == "error":
                 i = int(np.flatnonzero(repeat)[0])
                 j = int(order[np.flatnonzero(order == n_old + i)[0] - 1])
-                earlier = int(np.concatenate([self.held.rows, rows])[j])
+                earlier = int(np.concatenate([self.held.rows[start:], rows])[j])
                 raise DataError(
                     f"{what} row {rows[i]}: key {self.config.key}={keys[i].as_py()!r} repeats "
                     f"row {earlier} ({float(times[i] - all_times[j]):g} s earlier, within the "
@@ -477,7 +483,9 @@ class _Merge:
         if times.size == 0:
             return
         self.stats.clicks += times.size
-        kept = np.flatnonzero(self.held.kept)
+        # only kept impressions at most 2w before the first click can concern the clicks
+        start = int(np.sum(times[0] - self.held.times > 2 * self.window))
+        kept = start + np.flatnonzero(self.held.kept[start:])
         if kept.size == 0:
             self.stats.unmatched_clicks += times.size
             return
