@@ -227,12 +227,15 @@ def _parquet(path: str, columns: Sequence[str] | None, batch_rows: int,
         raise DataError(f"{what} {path!r} is not readable Parquet: "
                         f"{str(err).splitlines()[0]}") from None
     _check_columns(dataset.schema.names, columns, f"{what} {path!r}")
+    # file by file, row group by row group: the dataset scanner decodes row groups ahead
+    # (its memory grew with the file's length), a ParquetFile's iter_batches does not
     try:
-        yield from dataset.to_batches(columns=None if columns is None else list(columns),
-                                      batch_size=batch_rows, batch_readahead=1,
-                                      fragment_readahead=1)
-    except pa.ArrowInvalid as err:
-        raise DataError(f"{what} {path!r}: {err}") from None
+        for name in dataset.files:
+            with pq.ParquetFile(name) as handle:
+                yield from handle.iter_batches(batch_size=batch_rows, columns=None if columns
+                                               is None else list(columns))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{what} {path!r}: {str(err).splitlines()[0]}") from None
 
 
 def _csv(path: str, columns: Sequence[str] | None, what: str,
@@ -485,7 +488,9 @@ class _Merge:
         self.stats.clicks += times.size
         # only kept impressions at most 2w before the first click can concern the clicks
         start = int(np.sum(times[0] - self.held.times > 2 * self.window))
-        kept = start + np.flatnonzero(self.held.kept[start:])
+        candidate = self.held.kept[start:] & np.asarray(
+            pc.is_in(self.held.keys.slice(start), value_set=keys))  # of a clicked key
+        kept = start + np.flatnonzero(candidate)
         if kept.size == 0:
             self.stats.unmatched_clicks += times.size
             return
@@ -495,8 +500,15 @@ class _Merge:
         n = kept.size
         all_times = np.concatenate([held_times, times])
         is_click = np.arange(codes.size) >= n
-        # by key, then time, impressions before clicks at one time (t_c - t_i >= 0 matches)
-        order = np.lexsort((is_click, all_times, codes))
+        # by key, then time, impressions before clicks at one time (t_c - t_i >= 0 matches):
+        # both are sorted by time, so a merge by time and one stable sort by key
+        in_time = np.empty(codes.size, np.int64)
+        click_slots = np.searchsorted(held_times, times, "right") + np.arange(times.size)
+        is_slot = np.zeros(codes.size, bool)
+        is_slot[click_slots] = True
+        in_time[click_slots] = np.arange(n, codes.size)
+        in_time[~is_slot] = np.arange(n)
+        order = in_time[np.argsort(codes[in_time], kind="stable")]
         position = np.where(is_click[order], -1, np.arange(order.size))
         latest = np.maximum.accumulate(position)  # the latest impression at or before
         click_at = np.flatnonzero(is_click[order])
