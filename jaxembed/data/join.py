@@ -227,11 +227,11 @@ def _parquet(path: str, columns: Sequence[str] | None, batch_rows: int,
         raise DataError(f"{what} {path!r} is not readable Parquet: "
                         f"{str(err).splitlines()[0]}") from None
     _check_columns(dataset.schema.names, columns, f"{what} {path!r}")
-    # file by file, row group by row group: the dataset scanner decodes row groups ahead
-    # (its memory grew with the file's length), a ParquetFile's iter_batches does not
+    # file by file, row group by row group, without pre-buffering: the dataset scanner and
+    # a pre-buffering ParquetFile read row groups ahead, and memory grew with the file
     try:
         for name in dataset.files:
-            with pq.ParquetFile(name) as handle:
+            with pq.ParquetFile(name, pre_buffer=False) as handle:
                 yield from handle.iter_batches(batch_size=batch_rows, columns=None if columns
                                                is None else list(columns))
     except (pa.ArrowInvalid, OSError) as err:
