@@ -300,6 +300,23 @@ def check_sources(impressions: Any, clicks: Any, config: JoinConfig) -> None:
                             f"column otherwise")
 
 
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def seconds(column: pa.Array, name: str) -> pa.Array:
+    """A time column as ``float64`` seconds: numbers as they are, timestamps at their own
+    resolution (sub-second parts kept), dates and ISO text as
+    :func:`jaxembed.data.readers.time_values` reads them."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pa.types.is_timestamp(column.type):
+        ticks = pc.cast(column.cast(pa.timestamp(column.type.unit)), pa.int64())
+        return pc.divide(pc.cast(ticks, pa.float64()), float(_PER_SECOND[column.type.unit]))
+    return time_values(column, name)
+
+
 def _key_kind(column_type: pa.DataType) -> str:
     if pa.types.is_dictionary(column_type):
         column_type = column_type.value_type
@@ -369,10 +386,8 @@ class _Log:
     def _times(self, batch: pa.RecordBatch, first: int) -> np.ndarray:
         name = self.config.time
         column = batch.column(name)
-        if pa.types.is_dictionary(column.type):
-            column = column.dictionary_decode()
         try:
-            values = time_values(column, name)
+            values = seconds(column, name)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             raise DataError(f"{self.what}: time column {name!r} of type {column.type} is not "
                             f"a number or a timestamp ({err})") from None
@@ -719,11 +734,9 @@ def join_literal(impressions: pa.Table, clicks: pa.Table, config: JoinConfig
     key_kind = "int" if _key_kind(impressions.schema.field(config.key).type) == _key_kind(
         clicks.schema.field(config.key).type) == "int" else "text"
     imp_keys = _key_values(impressions.column(config.key), key_kind).to_pylist()
-    imp_times = time_values(impressions.column(config.time).combine_chunks(),
-                            config.time).to_pylist()
+    imp_times = seconds(impressions.column(config.time), config.time).to_pylist()
     clk_keys = _key_values(clicks.column(config.key), key_kind).to_pylist()
-    clk_times = time_values(clicks.column(config.time).combine_chunks(),
-                            config.time).to_pylist()
+    clk_times = seconds(clicks.column(config.time), config.time).to_pylist()
     for what, times in (("impressions", imp_times), ("clicks", clk_times)):
         for i in range(1, len(times)):
             if times[i] < times[i - 1]:
