@@ -185,14 +185,65 @@ CTR_CASES: list[tuple[list[str], str]] = [
     (["export", "--run", "{folder}", "--out", "{edges}"], "--out: is a file, not a folder"),
     (["export", "--run", "{folder}", "--out", "{out}", "--platforms", "gpu9"],
      "unknown platform 'gpu9'"),
+    (["fit", "--schema", "{ctr_schema}", "--train", "{ctr_train}", "--out", "{out}",
+      "--negative-rate", "0"], "--negative-rate: must be a number in (0, 1], got '0'"),
 ]
 """fit, evaluate, predict, update and export (update's checks on a fitted run:
 tests/test_update.py)."""
+
+JOIN = ["join", "--impressions", "{imp}", "--clicks", "{clk}", "--key", "pageview_id",
+        "--time", "ts"]
+JOIN_CASES: list[tuple[list[str], str]] = [
+    (["join", "--impressions", "{imp}", "--clicks", "{clk}", "--key", "pageview_id",
+      "--window", "30m"], "the following arguments are required: --out"),
+    ([*JOIN, "--window", "0m", "--out", "{out}.parquet"], "--window: must be a duration like "
+                                                          "30m, 45s, 2h or 1d"),
+    ([*JOIN, "--window", "soon", "--out", "{out}.parquet"], "got 'soon'"),
+    ([*JOIN, "--window", "30m", "--out", "{out}.csv"], "expected a .parquet file name"),
+    ([*JOIN, "--window", "30m", "--out", "{folder}"], "--out: is a folder"),
+    ([*JOIN, "--window", "30m", "--out", "{imp}"], "--impressions and --out are the same file"),
+    ([*JOIN, "--window", "30m", "--out", "{out}.parquet", "--downsample", "0"],
+     "--downsample: must be a number in (0, 1], got '0'"),
+    ([*JOIN, "--window", "30m", "--out", "{out}.parquet", "--downsample", "1.5"], "got '1.5'"),
+    ([*JOIN, "--window", "30m", "--out", "{out}.parquet", "--seed", "-1"],
+     "--seed: must be an integer >= 0"),
+    ([*JOIN, "--window", "30m", "--out", "{out}.parquet", "--duplicates", "keep"],
+     "invalid choice: 'keep'"),
+    (["join", "--impressions", "{missing}", "--clicks", "{clk}", "--key", "pageview_id",
+      "--window", "30m", "--out", "{out}.parquet"], "--impressions: no such file"),
+    (["join", "--impressions", "{empty}", "--clicks", "{clk}", "--key", "pageview_id",
+      "--window", "30m", "--out", "{out}.parquet"], "--impressions: is empty"),
+    (["join", "--impressions", "{fake_parquet}", "--clicks", "{clk}", "--key", "pageview_id",
+      "--window", "30m", "--out", "{out}.parquet"], "is not readable Parquet"),
+    (["join", "--impressions", "{edges}", "--clicks", "{clk}", "--key", "pageview_id",
+      "--window", "30m", "--out", "{out}.parquet"], "unknown format"),
+    ([*JOIN[:-1], "when", "--window", "30m", "--out", "{out}.parquet"], "has no column 'when'"),
+    (["join", "--impressions", "{imp}", "--clicks", "{bad_csv}", "--key", "pageview_id",
+      "--time", "ts", "--window", "30m", "--out", "{out}.parquet"],
+     "clicks '"),
+    ([*JOIN, "--window", "30m", "--out", "{out}.parquet", "--label", "user"],
+     "already has a column 'user'"),
+    (["join", "--impressions", "{unsorted}", "--clicks", "{clk}", "--key", "pageview_id",
+      "--time", "ts", "--window", "30m", "--out", "{out}.parquet"],
+     "row 3: time 1.0 is earlier than the row before it (2.0)"),
+    (["join", "--impressions", "{dup}", "--clicks", "{clk}", "--key", "pageview_id",
+      "--time", "ts", "--window", "30m", "--out", "{out}.parquet"],
+     "row 3: key pageview_id=1 repeats row 1"),
+]
+"""join: its options, and logs that are missing, malformed, unsorted or repeat a key."""
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("bad-input")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name, ids, times in (("imp", [1, 2, 3], [0.0, 1.0, 2.0]), ("clk", [2], [1.5]),
+                             ("unsorted", [1, 2, 3], [0.0, 2.0, 1.0]),
+                             ("dup", [1, 2, 1], [0.0, 1.0, 2.0])):
+        pq.write_table(pa.table({"pageview_id": ids, "ts": times, "user": ["a"] * len(ids)}),
+                       root / f"{name}.parquet")
     paths = {name: root / name for name in (
         "empty.txt", "binary.dat", "latin1.txt", "good.edges", "bad.edges", "comments.edges",
         "labels.txt", "corpus.txt", "bad.csv", "fake.parquet", "text.txt")}
@@ -231,6 +282,7 @@ def files(tmp_path_factory) -> dict[str, str]:
         "schema": "/nonexistent/schema.toml", "train_csv": "/nonexistent/train.csv",
         "ctr_schema": ctr.get("schema.toml", "/nonexistent/schema.toml"),
         "ctr_train": ctr.get("train.tsv", "/nonexistent/train.tsv"),
+        **{name: str(root / f"{name}.parquet") for name in ("imp", "clk", "unsorted", "dup")},
     }
 
 
@@ -274,6 +326,15 @@ def test_ctr_commands_bad_input(argv, expected, files, capsys, monkeypatch):
     assert argv[0] in _commands(), f"jaxembed {argv[0]} is not registered"
     status, err, seconds = _run(argv, files, capsys, monkeypatch)
     _assert_one_line(argv, status, err, seconds, expected)
+
+
+@pytest.mark.parametrize(("argv", "expected"), JOIN_CASES,
+                         ids=[" ".join(c[0][-4:]) for c in JOIN_CASES])
+def test_join_bad_input(argv, expected, files, capsys, monkeypatch):
+    assert "join" in _commands(), "jaxembed join is not registered"
+    status, err, seconds = _run(argv, files, capsys, monkeypatch)
+    _assert_one_line(argv, status, err, seconds, expected)
+    assert not os.path.exists(files["out"] + ".parquet")  # nothing written
 
 
 def test_nothing_is_written_on_bad_input(files, capsys, monkeypatch, tmp_path):

@@ -207,3 +207,28 @@ def test_a_downsampled_fit_predicts_the_true_rate(tmp_path):
         runs.fit(schema, joined, model="lr", out=tmp_path / "run2", negative_rate=0.5)
     with pytest.raises(ValueError, match=r"negative_rate must be a number in \(0, 1\]"):
         runs.fit(schema, test_imp, model="lr", out=tmp_path / "run3", negative_rate=2.0)
+
+
+def test_a_folder_of_parquet_with_timestamps_and_an_empty_result(tmp_path):
+    """A folder of Parquet files is one log in file order; timestamp columns are seconds; a
+    join whose every row is down-sampled away writes an empty file with the columns."""
+    impressions, clicks, _ = event_logs(400, 8)
+    stamps = pa.array((impressions["ts"].to_numpy() * 1e6).astype("int64"),
+                      pa.timestamp("us"))
+    impressions = impressions.set_column(1, "ts", stamps)
+    clicks = clicks.set_column(1, "ts", pa.array(
+        (clicks["ts"].to_numpy() * 1e6).astype("int64"), pa.timestamp("us")))
+    (tmp_path / "imp").mkdir()
+    pq.write_table(impressions.slice(0, 150), tmp_path / "imp" / "part-0.parquet")
+    pq.write_table(impressions.slice(150), tmp_path / "imp" / "part-1.parquet")
+    whole = join(impressions, clicks, key="pageview_id", window="1m", time="ts",
+                 out=tmp_path / "a.parquet")
+    parts = join(tmp_path / "imp", clicks, key="pageview_id", window="1m", time="ts",
+                 out=tmp_path / "b.parquet", batch_rows=64)
+    assert whole.counts() == parts.counts()
+    assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
+    none = join(impressions.slice(0, 5), clicks.slice(0, 0), key="pageview_id", window=60,
+                time="ts", out=tmp_path / "c.parquet", downsample=1e-12)
+    empty = pq.read_table(tmp_path / "c.parquet")
+    assert none.rows == 0 and empty.num_rows == 0 and empty.column_names[-1] == "label"
+    assert negative_rate(tmp_path / "c.parquet") == 1e-12

@@ -5,8 +5,9 @@ stream of ``rate`` per second (``pageview_id`` unique, ``user``, ``item``, ``pos
 their clicks (about 5% of impressions; delays exponential with a mean of 5 minutes, so a few
 fall after the 30-minute window; 10% repeated), both sorted by ``ts`` and written to Parquet.
 
-Each side runs in a child process, which reports its wall time and peak RSS
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``):
+Each side runs in a child process, which reports its wall time and peak RSS (``VmHWM`` of
+``/proc/self/status``; ``ru_maxrss`` is kept across ``exec`` on Linux, so a child started by
+this process would report the parent's peak, the generated logs included):
 
 * **jaxembed**: :func:`jaxembed.data.join.join` from the two files to a joined Parquet file
   (record batches of 65,536 rows; the merge holds the open window only);
@@ -18,7 +19,8 @@ Each side runs in a child process, which reports its wall time and peak RSS
 
 Throughput is events (impressions + clicks) per second of the child's join (reading and
 writing included, interpreter start-up excluded); the two joined files' labels are
-compared.
+compared. jaxembed's peak RSS is also measured on a log a quarter as long: a bounded join's
+peak does not grow with the log.
 """
 
 from __future__ import annotations
@@ -34,21 +36,28 @@ import numpy as np
 WINDOW = 1800.0
 
 _OURS = r"""
-import json, resource, sys, time
+import json, sys, time
 from jaxembed.data.join import join
 imp, clk, out, window = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+def peak():  # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's over exec)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+imported = peak()  # jax is imported too
 tick = time.perf_counter()
 stats = join(imp, clk, key="pageview_id", window=window, time="ts", out=out)
 seconds = time.perf_counter() - tick
 print(json.dumps({"seconds": seconds, "rows": stats.rows, "late": stats.late_clicks,
                   "held_impressions": stats.held_impressions,
-                  "held_clicks": stats.held_clicks,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "held_clicks": stats.held_clicks, "import_rss_mb": imported,
+                  "peak_rss_mb": peak()}))
 """
 
 _PANDAS = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np, pandas as pd
+def peak():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
 imp_path, clk_path, out, window = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 tick = time.perf_counter()
 imp = pd.read_parquet(imp_path)
@@ -59,15 +68,15 @@ joined = pd.merge_asof(imp, clk, on="ts", by="pageview_id", direction="forward",
 joined["label"] = joined.pop("click_ts").notna().astype(np.int8)
 joined.to_parquet(out, index=False)
 seconds = time.perf_counter() - tick
-print(json.dumps({"seconds": seconds, "rows": len(joined),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": seconds, "rows": len(joined), "peak_rss_mb": peak()}))
 """
 
 
 def write_logs(folder: str, rows: int, seed: int = 0, rate: float = 100.0,
-               piece: int = 1 << 20) -> dict[str, str]:
+               piece: int = 1 << 17) -> dict[str, str]:
     """Write ``impressions.parquet`` and ``clicks.parquet`` (generated, sorted by ``ts``) into
-    ``folder``; return their paths. ``rate``: impressions per second."""
+    ``folder``; return their paths. ``rate``: impressions per second; ``piece``: rows per
+    Parquet row group of the impressions."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -127,6 +136,9 @@ def run(rows: int = 3_000_000, seed: int = 0, repeats: int = 1) -> dict:
                key=lambda r: r["seconds"])
     theirs = min((_child(_PANDAS, *args, theirs_out, str(WINDOW)) for _ in range(repeats)),
                  key=lambda r: r["seconds"])
+    small = write_logs(os.path.join(folder, "small"), rows // 4, seed)
+    ours_small = _child(_OURS, small["impressions"], small["clicks"],
+                        os.path.join(folder, "small", "ours.parquet"), str(WINDOW))
     same = np.array_equal(pq.read_table(ours_out, columns=["label"])["label"].to_numpy(),
                           pq.read_table(theirs_out, columns=["label"])["label"].to_numpy())
     ours_rate, theirs_rate = events / ours["seconds"], events / theirs["seconds"]
@@ -135,11 +147,14 @@ def run(rows: int = 3_000_000, seed: int = 0, repeats: int = 1) -> dict:
           f"{WINDOW:g} s ({os.path.getsize(paths['impressions']) / 2**20:.0f} + "
           f"{os.path.getsize(paths['clicks']) / 2**20:.0f} MiB Parquet)")
     print(f"  jaxembed join:      {ours_rate:>12,.0f} events/s ({ours['seconds']:.2f} s), peak "
-          f"RSS {ours['peak_rss_mb']:,.0f} MiB; held at most {ours['held_impressions']:,} "
-          f"impressions and {ours['held_clicks']:,} clicks; {ours['late']:,} late clicks")
+          f"RSS {ours['peak_rss_mb']:,.0f} MiB ({ours['import_rss_mb']:,.0f} MiB after "
+          f"importing jaxembed; {ours_small['peak_rss_mb']:,.0f} MiB on a log 1/4 as long); "
+          f"held at most {ours['held_impressions']:,} impressions and "
+          f"{ours['held_clicks']:,} clicks; {ours['late']:,} late clicks")
     print(f"  pandas merge_asof:  {theirs_rate:>12,.0f} events/s ({theirs['seconds']:.2f} s), "
           f"peak RSS {theirs['peak_rss_mb']:,.0f} MiB")
     print(f"  ratio (jaxembed events/s / pandas events/s): {ours_rate / theirs_rate:.2f}; "
           f"labels equal: {same}")
-    return {"rows": rows, "clicks": clicks, "ours": ours, "pandas": theirs,
+    return {"rows": rows, "clicks": clicks, "ours": ours, "ours_quarter": ours_small,
+            "pandas": theirs,
             "ratio": ours_rate / theirs_rate, "labels_equal": bool(same)}

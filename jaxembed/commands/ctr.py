@@ -129,6 +129,10 @@ def _fit(args: argparse.Namespace) -> int:
     if best is not None:
         print(f"best epoch {best['epoch']}: valid AUC {best['auc']:.4f}, logloss "
               f"{best['logloss']:.4f}", file=sys.stderr)
+    if run.config.negative_rate != 1.0:
+        print(f"negatives were kept at rate {run.config.negative_rate:g} (model.json): "
+              f"predict, evaluate and export calibrate p to p / (p + (1 - p) / "
+              f"{run.config.negative_rate:g})", file=sys.stderr)
     print(f"wrote the run to {os.path.abspath(args.out)} (fit.json: per-epoch metrics)",
           file=sys.stderr)
     return 0

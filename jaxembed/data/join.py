@@ -43,8 +43,9 @@ impressions in slices (record batches accumulated until the slice spans :math:`w
 
 1. checks the slice for duplicates against the impressions still held,
 2. classifies every click with :math:`t_c < b` (all impressions that could match it are
-   read) against the held impressions — one sort of keys and times, the merge-as-of of the
-   click onto the latest impression of its key,
+   read) against the held impressions of the clicks' keys: merged with the clicks by time,
+   stably sorted by key, each click finds the latest impression of its key at or before it
+   (a merge-as-of),
 3. writes every held impression with :math:`b - t_i > w` (every click that could match it
    has been classified), and
 4. forgets impressions with :math:`b - t_i > 2w` (no later click can be late for them, no
@@ -52,8 +53,10 @@ impressions in slices (record batches accumulated until the slice spans :math:`w
 
 Held at once, therefore: the full rows of the impressions of at most :math:`w` plus one
 slice; the key and time of those of at most :math:`2w` plus one slice; the key and time of
-the clicks of one slice plus one record batch (``batch_rows``). ``stats.held_impressions``
-and ``stats.held_clicks`` report the largest counts. Nothing depends on the logs' length.
+the clicks of one slice plus one record batch (``batch_rows``); and the Parquet row group
+being read (files are read one row group at a time, without read-ahead).
+``stats.held_impressions`` and ``stats.held_clicks`` report the largest counts. Nothing depends
+on the logs' length (``jaxembed bench join`` measures the peak RSS at two lengths).
 """
 
 from __future__ import annotations
@@ -227,12 +230,15 @@ def _parquet(path: str, columns: Sequence[str] | None, batch_rows: int,
         raise DataError(f"{what} {path!r} is not readable Parquet: "
                         f"{str(err).splitlines()[0]}") from None
     _check_columns(dataset.schema.names, columns, f"{what} {path!r}")
+    # file by file, row group by row group, without pre-buffering: the dataset scanner and
+    # a pre-buffering ParquetFile read row groups ahead, and memory grew with the file
     try:
-        yield from dataset.to_batches(columns=None if columns is None else list(columns),
-                                      batch_size=batch_rows, batch_readahead=1,
-                                      fragment_readahead=1)
-    except pa.ArrowInvalid as err:
-        raise DataError(f"{what} {path!r}: {err}") from None
+        for name in dataset.files:
+            with pq.ParquetFile(name, pre_buffer=False) as handle:
+                yield from handle.iter_batches(batch_size=batch_rows, columns=None if columns
+                                               is None else list(columns))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{what} {path!r}: {str(err).splitlines()[0]}") from None
 
 
 def _csv(path: str, columns: Sequence[str] | None, what: str,
@@ -292,6 +298,23 @@ def check_sources(impressions: Any, clicks: Any, config: JoinConfig) -> None:
         if what == "impressions" and config.label in names:
             raise DataError(f"{where} already has a column {config.label!r}; name the label "
                             f"column otherwise")
+
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def seconds(column: pa.Array, name: str) -> pa.Array:
+    """A time column as ``float64`` seconds: numbers as they are, timestamps at their own
+    resolution (sub-second parts kept), dates and ISO text as
+    :func:`jaxembed.data.readers.time_values` reads them."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pa.types.is_timestamp(column.type):
+        ticks = pc.cast(column.cast(pa.timestamp(column.type.unit)), pa.int64())
+        return pc.divide(pc.cast(ticks, pa.float64()), float(_PER_SECOND[column.type.unit]))
+    return time_values(column, name)
 
 
 def _key_kind(column_type: pa.DataType) -> str:
@@ -363,10 +386,8 @@ class _Log:
     def _times(self, batch: pa.RecordBatch, first: int) -> np.ndarray:
         name = self.config.time
         column = batch.column(name)
-        if pa.types.is_dictionary(column.type):
-            column = column.dictionary_decode()
         try:
-            values = time_values(column, name)
+            values = seconds(column, name)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             raise DataError(f"{self.what}: time column {name!r} of type {column.type} is not "
                             f"a number or a timestamp ({err})") from None
@@ -387,8 +408,11 @@ class _Log:
 
 # ---------------------------------------------------------------------------- the merge
 def _codes(*keys: pa.Array) -> np.ndarray:
-    """One integer per distinct key value across ``keys`` (concatenated)."""
-    merged = pa.concat_arrays([k for k in keys])
+    """One integer per distinct key value across ``keys`` (concatenated): integer keys are
+    their own codes; text keys are dictionary-encoded."""
+    merged = pa.concat_arrays(list(keys))
+    if pa.types.is_integer(merged.type):
+        return merged.to_numpy(zero_copy_only=False)
     return np.asarray(pc.dictionary_encode(merged).indices)
 
 
@@ -437,9 +461,12 @@ class _Merge:
         keys = pa.concat_arrays([k for _, k, _, _ in slice_])
         times = np.concatenate([t for _, _, t, _ in slice_])
         rows = np.concatenate([np.arange(first, first + t.size) for _, _, t, first in slice_])
-        n_old = self.held.times.size
-        codes = _codes(self.held.keys, keys)
-        all_times = np.concatenate([self.held.times, times])
+        # only held impressions within w of the slice can be repeated by it (a suffix)
+        start = int(np.sum(times[0] - self.held.times > self.window))
+        near = self.held.keys.slice(start)
+        n_old = self.held.times.size - start
+        codes = _codes(near, keys)
+        all_times = np.concatenate([self.held.times[start:], times])
         order = np.argsort(codes, kind="stable")  # by key, then by row (= time order)
         same = codes[order][1:] == codes[order][:-1]
         gap = all_times[order][1:] - all_times[order][:-1]
@@ -451,7 +478,7 @@ class _Merge:
             if self.config.duplicates == "error":
                 i = int(np.flatnonzero(repeat)[0])
                 j = int(order[np.flatnonzero(order == n_old + i)[0] - 1])
-                earlier = int(np.concatenate([self.held.rows, rows])[j])
+                earlier = int(np.concatenate([self.held.rows[start:], rows])[j])
                 raise DataError(
                     f"{what} row {rows[i]}: key {self.config.key}={keys[i].as_py()!r} repeats "
                     f"row {earlier} ({float(times[i] - all_times[j]):g} s earlier, within the "
@@ -477,7 +504,11 @@ class _Merge:
         if times.size == 0:
             return
         self.stats.clicks += times.size
-        kept = np.flatnonzero(self.held.kept)
+        # only kept impressions at most 2w before the first click can concern the clicks
+        start = int(np.sum(times[0] - self.held.times > 2 * self.window))
+        candidate = self.held.kept[start:] & np.asarray(
+            pc.is_in(self.held.keys.slice(start), value_set=keys))  # of a clicked key
+        kept = start + np.flatnonzero(candidate)
         if kept.size == 0:
             self.stats.unmatched_clicks += times.size
             return
@@ -487,8 +518,15 @@ class _Merge:
         n = kept.size
         all_times = np.concatenate([held_times, times])
         is_click = np.arange(codes.size) >= n
-        # by key, then time, impressions before clicks at one time (t_c - t_i >= 0 matches)
-        order = np.lexsort((is_click, all_times, codes))
+        # by key, then time, impressions before clicks at one time (t_c - t_i >= 0 matches):
+        # both are sorted by time, so a merge by time and one stable sort by key
+        in_time = np.empty(codes.size, np.int64)
+        click_slots = np.searchsorted(held_times, times, "right") + np.arange(times.size)
+        is_slot = np.zeros(codes.size, bool)
+        is_slot[click_slots] = True
+        in_time[click_slots] = np.arange(n, codes.size)
+        in_time[~is_slot] = np.arange(n)
+        order = in_time[np.argsort(codes[in_time], kind="stable")]
         position = np.where(is_click[order], -1, np.arange(order.size))
         latest = np.maximum.accumulate(position)  # the latest impression at or before
         click_at = np.flatnonzero(is_click[order])
@@ -696,11 +734,9 @@ def join_literal(impressions: pa.Table, clicks: pa.Table, config: JoinConfig
     key_kind = "int" if _key_kind(impressions.schema.field(config.key).type) == _key_kind(
         clicks.schema.field(config.key).type) == "int" else "text"
     imp_keys = _key_values(impressions.column(config.key), key_kind).to_pylist()
-    imp_times = time_values(impressions.column(config.time).combine_chunks(),
-                            config.time).to_pylist()
+    imp_times = seconds(impressions.column(config.time), config.time).to_pylist()
     clk_keys = _key_values(clicks.column(config.key), key_kind).to_pylist()
-    clk_times = time_values(clicks.column(config.time).combine_chunks(),
-                            config.time).to_pylist()
+    clk_times = seconds(clicks.column(config.time), config.time).to_pylist()
     for what, times in (("impressions", imp_times), ("clicks", clk_times)):
         for i in range(1, len(times)):
             if times[i] < times[i - 1]:

@@ -516,8 +516,11 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
 
 
 def optimizer_state(trainer: FieldTrainer) -> dict:
-    """The optimizer state of a trainer's parameters (what ``optimizer/`` holds)."""
-    return {"table_states": list(trainer.table_states), "dense_state": trainer.dense_state}
+    """The optimizer state of a trainer's parameters (what ``optimizer/`` holds), in the
+    logical layout (a sharded trainer's slots gathered to whole tables, as in its payload)."""
+    payload = trainer.payload()
+    return {"table_states": list(payload["table_states"]),
+            "dense_state": payload["dense_state"]}
 
 
 def _save(directory: str, trainer: FieldTrainer, epoch: int, loader: Mapping | None,

@@ -303,8 +303,12 @@ def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig
     """The update's trainer holding the parent's parameters and optimizer state (grown)."""
     # the template (and the state when the run kept none) is the rules' initial state, not
     # the trainer's live one (a Run returned by fit holds its last epoch's, not its best's)
+    # the parent's logical parameters, on this process's default device: a run fitted on a
+    # mesh holds its tables sharded and the rest replicated (an update runs on one device)
+    params = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), parent.trainer.params())
+    parent_tables = list(params["tables"])
     template = {"table_states": [rule.init(t) for rule, t in zip(
-        parent.trainer.rules, parent.trainer.tables, strict=True)],
+        parent.trainer.rules, parent_tables, strict=True)],
         "dense_state": dense_transform(parent.config).init(parent.trainer.rest)}
     found = checkpoint.restore_latest(os.path.join(parent.path, "optimizer"), template)
     restored = "continued" if found is not None else (
@@ -315,7 +319,7 @@ def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig
                                           **parent.hyper), config)
     tables, states = [], []
     for i, key in enumerate(trainer.layout.keys):
-        old_table, old_state = parent.trainer.tables[i], state["table_states"][i]
+        old_table, old_state = parent_tables[i], state["table_states"][i]
         name = key.split(":", 1)[1] if ":" in key else None
         if growth is not None and name in growth.tables:
             at, init = growth.tables[name]
@@ -329,7 +333,7 @@ def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig
             states.append(old_state)
     # copies: the step donates its buffers, and the parent's live arrays must survive it
     trainer.tables, trainer.table_states = _copy(tables), _copy(states)
-    trainer.rest = _copy(parent.trainer.rest)
+    trainer.rest = _copy(params["rest"])
     trainer.dense_state = _copy(_dense_state(trainer.dense_state, state["dense_state"],
                                              parent.config, config))
     return trainer, restored
