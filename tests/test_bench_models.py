@@ -16,13 +16,20 @@ def test_split_log_cuts_one_log_in_three():
 
 
 def test_models_bench_runs_without_peer(tmp_path):
-    results = models.run(rows=3000, models="lr,din", epochs=1, steps=2, warmup=1, peer=False,
-                         out=str(tmp_path))
+    results = models.run(rows=3000, models="lr,din", data="criteo", epochs=1, steps=2,
+                         warmup=1, peer=False, out=str(tmp_path))
     lr = results["models"]["lr"]
     assert 0.5 < lr["auc"] <= 1.0 and lr["logloss"] > 0 and lr["examples_per_s"] > 0
     assert results["models"]["din"] is None
     table = models.markdown(results)
     assert "| lr |" in table and "n/a" in table
+
+
+def test_models_bench_runs_search_ctr_on_the_search_log(tmp_path):
+    results = models.run(rows=6000, models="search_ctr,fm", data="search", epochs=1, steps=2,
+                         warmup=1, peer=False, out=str(tmp_path))
+    assert set(results["models"]) == {"search_ctr", "fm"}
+    assert 0.5 < results["models"]["search_ctr"]["auc"] <= results["bayes"]["auc"] + 0.05
 
 
 def test_peer_mapping_covers_every_model_but_din():

@@ -80,7 +80,12 @@ def store_arrays(store: Store) -> dict[str, np.ndarray]:
 
 # --- DeepCTR-Torch -------------------------------------------------------------------------
 def _peer_inputs(run: runs.Run, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out = {f.name: arrays[f"ids/{f.name}"][:, 0].astype(np.int64) for f in run.encoder.embedded}
+    """DeepCTR's inputs: a single-valued field's ids; a multi-valued field's padded ids
+    shifted by one (DeepCTR's ``VarLenSparseFeat`` pads with 0, we pad with -1)."""
+    out = {}
+    for f in run.encoder.embedded:
+        ids = arrays[f"ids/{f.name}"].astype(np.int64)
+        out[f.name] = np.where(ids >= 0, ids + 1, 0) if f.multi else ids[:, 0]
     for j, f in enumerate(run.encoder.dense_fields):
         out[f.name] = arrays["dense"][:, j].astype(np.float32)
     return out
@@ -91,10 +96,12 @@ def peer_model(name: str, run: runs.Run, torch_seed: int = 1024) -> Any:
     if name not in PEERS:
         raise ValueError(f"no DeepCTR-Torch peer for {name!r}; peers: {', '.join(PEERS)}")
     from deepctr_torch import models as dm
-    from deepctr_torch.inputs import DenseFeat, SparseFeat
+    from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
 
     encoder = run.encoder
-    sparse = [SparseFeat(f.name, encoder.rows(f), embedding_dim=f.dim)
+    sparse = [VarLenSparseFeat(SparseFeat(f.name, encoder.rows(f) + 1, embedding_dim=f.dim),
+                               maxlen=encoder.width(f), combiner=_peer_combiner(f.combiner))
+              if f.multi else SparseFeat(f.name, encoder.rows(f), embedding_dim=f.dim)
               for f in encoder.embedded]
     dense = [DenseFeat(f.name, 1) for f in encoder.dense_fields]
     columns = sparse + dense
@@ -114,6 +121,13 @@ def peer_model(name: str, run: runs.Run, torch_seed: int = 1024) -> Any:
         model = dm.WDL(columns, columns, seed=torch_seed)
     model.compile("adam", "binary_crossentropy")
     return model
+
+
+def _peer_combiner(combiner: str) -> str:
+    if combiner not in ("sum", "mean"):
+        raise ValueError(f"DeepCTR-Torch pools a multi-valued field by sum, mean or max; "
+                         f"combiner {combiner!r} has no peer")
+    return combiner
 
 
 def _peer_x(model: Any, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -211,15 +225,58 @@ def _import_peer() -> bool:
     return True
 
 
-def run(rows: int = 50_000, seed: int = 0, models: str = ",".join(MODELS),
+def split_search_log(rows: int, seed: int) -> tuple[pa.Table, pa.Table, pa.Table, np.ndarray]:
+    """``(train, valid, test, p_test)``: the built-in search log (``jaxembed train``'s world,
+    period 0) cut 0.8 / 0.1 / 0.1 by page view in time order, with its derived statistics
+    fitted on the training rows."""
+    from jaxembed import data
+    from jaxembed.data.search_schema import search_table
+    from jaxembed.data.search_stats import SearchStatistics
+    from jaxembed.train.job import world
+
+    log = data.search_log(rows, seed=seed, config=world())
+    cuts = [int(np.searchsorted(log.pageview_id, log.pageview_id[int(rows * share)]))
+            for share in (0.8, 0.9)]
+    parts = np.split(np.arange(rows), cuts)
+    take = [_take(log, part) for part in parts]
+    statistics = SearchStatistics.fit(take[0])
+    train, valid, test = (search_table(part, statistics) for part in take)
+    return train, valid, test, take[2].true_prob
+
+
+def _take(log: Any, rows: np.ndarray) -> Any:
+    columns = {f.name: getattr(log, f.name) for f in dataclasses.fields(log)}
+    return type(log)(**{k: v[rows] if isinstance(v, np.ndarray) else v
+                        for k, v in columns.items()})
+
+
+DATASETS = ("criteo", "search")
+"""``criteo``: generated Criteo-format data (:func:`split_log`); ``search``: the built-in
+search log through its schema (:func:`split_search_log`), where ``search_ctr`` runs too."""
+
+
+def run(rows: int = 50_000, seed: int = 0, models: str | None = None, data: str = "both",
         epochs: int | None = None, steps: int = 30, warmup: int = 5, peer: bool = True,
         torch_threads: int = 1, out: str | None = None, **options: Any) -> dict:
-    """Print the table (test AUC, log loss, examples/s of both sides and their ratio);
-    return the figures. ``rows``: the generated log (0.8 train); ``models``: comma-separated
-    names; ``epochs``: the epoch cap of both sides (default: FitConfig's); ``torch_threads``:
-    PyTorch's intra-op threads (1 by default: on a shared 2-core machine its 2 spinning
-    threads run 10-15x slower than one); ``options``: extra ``runs.fit`` options for jaxembed
-    (e.g. ``batch_size=2048``)."""
+    """Print one table per data set (test AUC, log loss, examples/s of both sides and their
+    ratio); return the figures (``data="both"``: keyed by data set). ``rows``: each generated
+    log (0.8 train); ``models``: comma-separated names (default: every model the data set
+    has); ``epochs``: the epoch cap of both sides (default: FitConfig's, or the schema's);
+    ``torch_threads``: PyTorch's intra-op threads (1 by default: on a shared 2-core machine
+    its 2 spinning threads run 10-15x slower than one); ``options``: extra ``runs.fit``
+    options for jaxembed (e.g. ``batch_size=2048``)."""
+    names = DATASETS if data == "both" else (data,)
+    for name in names:
+        if name not in DATASETS:
+            raise ValueError(f"data must be one of {', '.join(DATASETS)} or 'both', got {data!r}")
+    results = {name: _run_on(name, rows, seed, models, epochs, steps, warmup, peer,
+                             torch_threads, out, options) for name in names}
+    return results if data == "both" else results[data]
+
+
+def _run_on(data: str, rows: int, seed: int, models: str | None, epochs: int | None,
+            steps: int, warmup: int, peer: bool, torch_threads: int, out: str | None,
+            options: dict[str, Any]) -> dict:
     print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}")
     use_peer = peer and _import_peer()
     if use_peer:
@@ -230,41 +287,50 @@ def run(rows: int = 50_000, seed: int = 0, models: str = ",".join(MODELS),
               f"{torch.__version__} ({torch.get_num_threads()} threads)")
     else:
         print("peer: deepctr_torch not installed (pip install 'jaxembed[bench]'); jaxembed only")
-    train, valid, test, p_test = split_log(rows, seed)
-    bayes = report(np.asarray(test.column("label")), p_test, np.zeros(len(p_test), np.int64))
-    print(f"data: criteo_like({rows:,}, seed={seed}) -> train {train.num_rows:,}, valid "
-          f"{valid.num_rows:,}, test {test.num_rows:,}; Bayes test AUC {bayes['auc']:.4f}, "
-          f"log loss {bayes['logloss']:.4f}")
+    options = dict(options)
+    if data == "search":
+        from jaxembed.data.search_schema import LABEL, search_schema
+
+        train, valid, test, p_test = split_search_log(rows, seed)
+        schema, label, source = search_schema(), LABEL, f"search_log({rows:,}, seed={seed})"
+        names = models or ",".join(("search_ctr", *MODELS))
+    else:
+        train, valid, test, p_test = split_log(rows, seed)
+        schema, label, source = criteo_schema(), "label", f"criteo_like({rows:,}, seed={seed})"
+        names = models or ",".join(MODELS)
+    bayes = report(np.asarray(test.column(label)), p_test, np.zeros(len(p_test), np.int64))
+    print(f"data: {source} -> train {train.num_rows:,}, valid {valid.num_rows:,}, test "
+          f"{test.num_rows:,}; Bayes test AUC {bayes['auc']:.4f}, log loss "
+          f"{bayes['logloss']:.4f}")
     if epochs is not None:
         options["epochs"] = epochs
-    schema = criteo_schema()
-    results: dict[str, Any] = {"bayes": bayes, "rows": rows, "models": {}}
+    results: dict[str, Any] = {"data": data, "bayes": bayes, "rows": rows, "models": {}}
     work = out or tempfile.mkdtemp(prefix="jaxembed-bench-models-")
     header = (f"{'model':10} {'AUC':>7} {'peer AUC':>8} {'ΔAUC':>7} {'logloss':>8} "
               f"{'peer LL':>8} {'ex/s':>9} {'peer ex/s':>9} {'ratio':>6} {'ratio@256':>9} "
               f"{'epochs':>7}")
     rows_out = []
     print(header)
-    for name in [m.strip() for m in models.split(",") if m.strip()]:
+    for name in [m.strip() for m in names.split(",") if m.strip()]:
         if name == "din":
-            print(f"{'din':10} n/a: the Criteo format has no behaviour-history field")
+            print(f"{'din':10} n/a: the {data} data has no behaviour-history field")
             results["models"]["din"] = None
             continue
         tick = time.perf_counter()
         fitted = runs.fit(schema, train, valid=valid, model=name,
-                          out=os.path.join(work, name), **options)
+                          out=os.path.join(work, data, name), **options)
         fit_s = time.perf_counter() - tick
         ours = runs.evaluate(fitted, test)
         train_store = Store.open(os.path.join(fitted.path, "cache", "train"))
         rate = step_rate(fitted.trainer, train_store, fitted.config.batch_size, steps, warmup,
                          seed)
         rate256 = step_rate(_trainer_at(fitted, PEER_BATCH), train_store, PEER_BATCH, steps,
-                            warmup, seed) if use_peer else None
+                            warmup, seed) if use_peer and name in PEERS else None
         entry = {"auc": ours["auc"], "logloss": ours["logloss"], "examples_per_s": rate,
                  "examples_per_s_256": rate256, "epochs": len(fitted.history),
                  "best_epoch": int(np.argmax([h["auc"] for h in fitted.history])) + 1,
                  "fit_s": fit_s}
-        if use_peer:
+        if use_peer and name in PEERS:
             train_arrays = store_arrays(train_store)
             valid_arrays = store_arrays(Store.open(os.path.join(fitted.path, "cache", "valid")))
             test_arrays = encoded(fitted, test)
@@ -307,7 +373,7 @@ def markdown(results: dict) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, e in results["models"].items():
         if e is None:
-            lines.append(f"| {name} | n/a (no history field in the Criteo format) |"
+            lines.append(f"| {name} | n/a (no history field in these data) |"
                          + " |" * 9)
             continue
         p = e.get("peer") or {}

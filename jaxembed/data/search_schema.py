@@ -56,7 +56,14 @@ def search_schema(*, dim: int = 16, min_count: int = 5, cross_buckets: int = 2**
     ]
     crosses = tuple(Cross(fields, cross_buckets) for fields in WIDE_CROSSES)
     options = Options(group="user", time="pv_time", domains=DOMAINS, dim=dim)
-    return Schema(Label(LABEL), tuple(features), crosses, options)
+    return Schema(Label(LABEL), tuple(features), crosses, options, dict(FIT_OPTIONS))
+
+
+FIT_OPTIONS = {"embedding_optimizer": "adagrad", "embedding_learning_rate": 0.05}
+"""The schema's ``[model]`` table: fit options measured on this data. Row-sparse Adagrad on
+the embedding tables keeps improving for 3–4 epochs where lazy Adam (the general default)
+overfits after the first: the Bayes gap of ``search_ctr`` on a validation world (seed 3,
+100 users, 250k training rows) fell from 0.0205 to 0.0176 (docs/model.md)."""
 
 
 def search_table(log: SearchLog, statistics: SearchStatistics) -> pa.Table:
