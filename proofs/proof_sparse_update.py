@@ -23,6 +23,10 @@ Lazy rules, where a zero gradient still moves a dense row, are proven *lazy*: un
 and their slots are bitwise unchanged, touched rows get the dense rule —
 ``sparse_ftrl`` with ``l2_shrinkage > 0`` (dense kernel on touched rows only) and
 ``sparse_adam`` (equals ``optax.adam`` when every row is touched at every step).
+
+The online phase's wrappers: ``sparse_rows_in(rule, lo, hi)`` == the dense rule on the
+gradient with the rows outside ``[lo, hi)`` zeroed (those rows and slots never move), and
+``sparse_frozen(rule)`` is the identity.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ from jaxembed.optim.sparse import (
     dedupe_rows,
     sparse_adagrad,
     sparse_adam,
+    sparse_frozen,
     sparse_ftrl,
+    sparse_rows_in,
     sparse_sgd,
 )
 
@@ -354,3 +360,33 @@ def test_step_donates_table_and_state():
     )
     assert table.is_deleted() and state.accumulators.is_deleted() and state.linear.is_deleted()
     assert isinstance(new_state, FtrlState) and not new_table.is_deleted()
+
+
+@given(problems(), st.data())
+def test_rows_in_is_the_rule_on_the_masked_gradient_and_frozen_is_the_identity(problem, data):
+    r"""``sparse_rows_in(sparse_adagrad, lo, hi)`` == ``optax.adagrad`` on
+    :math:`M G` with :math:`M = \mathrm{diag}([lo \le r < hi])` (the rows outside the range
+    and their slots never move); ``sparse_frozen(rule)`` returns table and state unchanged
+    (the online phase's frozen embeddings, grown rows trained)."""
+    table, batches = problem
+    v = table.shape[0]
+    lo = data.draw(st.integers(0, v), label="lo")
+    hi = data.draw(st.integers(lo, v), label="hi")
+    inner = PAIRS["adagrad"][0]
+    rule, frozen = sparse_rows_in(inner, lo, hi), sparse_frozen(inner)
+    sparse_table, sparse_state = jnp.array(table), rule.init(jnp.array(table))
+    dense_table, dense_state = jnp.array(table), PAIRS["adagrad"][1].init(jnp.array(table))
+    still, still_state = jnp.array(table), frozen.init(jnp.array(table))
+    inside = ((np.arange(v) >= lo) & (np.arange(v) < hi))[:, None]
+    for t, (ids, rows) in enumerate(batches):
+        sparse_table, sparse_state = rule.update(sparse_table, sparse_state, ids, rows)
+        masked = np.where(inside, dense_gradient(v, ids, rows), 0.0).astype(np.float32)
+        dense_table, dense_state = _dense_step("adagrad")(dense_table, dense_state,
+                                                          jnp.asarray(masked))
+        _close(sparse_table, dense_table, f"rows_in: table after step {t}")
+        still, still_state = frozen.update(still, still_state, ids, rows)
+    outside = ~inside[:, 0]
+    np.testing.assert_array_equal(np.asarray(sparse_table)[outside], table[outside])
+    np.testing.assert_array_equal(np.asarray(sparse_state.accumulators)[outside],
+                                  np.asarray(inner.init(jnp.array(table)).accumulators)[outside])
+    np.testing.assert_array_equal(np.asarray(still), table)
