@@ -21,8 +21,8 @@ program from the fit's), and (c)'s time over (b)'s; (b) is also timed again once
 what a process that updates period after period pays. Day 0 is five times day 1. (With a
 history fifty times the new log, 1,000,000 rows against 20,000, neither the update nor the
 refit moved the day-2 AUC by more than 0.0002: one day among fifty barely changes a refit,
-and FTRL's accumulated history keeps its steps small.) Targets: (b) beats (a), is within 0.005 AUC of (c), and is
-at least 10x faster than (c).
+and FTRL's accumulated history keeps its steps small.) Targets: (b) beats (a), is within
+0.005 AUC of (c), and is at least 10x faster than (c).
 
 Then the dense rate of the update is measured as it was chosen: updates on the first 80% of
 day 1 at several SGD rates, scored on its last 20% (a validation split of the new log).

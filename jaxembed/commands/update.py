@@ -42,10 +42,11 @@ def _check_update(args: argparse.Namespace) -> None:
                 "batch_size"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    run = Run.load(args.run)
     if args.fine_tune:
         options.setdefault("freeze_embeddings", False)
-        options.setdefault("dense_optimizer", "adam")
-    run = Run.load(args.run)
+        options.setdefault("dense_optimizer", run.config.dense_optimizer)
+        options.setdefault("learning_rate", run.config.learning_rate)
     online_config(run.config, options)
     check_log(run, args.data, "--data")
     if args.eval is not None:
