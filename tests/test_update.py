@@ -191,6 +191,11 @@ def test_a_schema_mismatch_stops_before_any_update_naming_the_column(deep_run, t
     retyped = frame(200, 9).astype({"item": float})
     with pytest.raises(DataError, match=r"column 'item' is double.*string"):
         update(deep_run, retyped, out=tmp_path / "b")
+    text = frame(200, 9)
+    text["x"] = ["high" if i == 7 else str(v) for i, v in enumerate(text["x"])]
+    text.to_csv(tmp_path.parent / "retyped.csv", index=False)  # a CSV carries no types
+    with pytest.raises(DataError, match="line 9, column 'x': value 'high' is not a number"):
+        update(deep_run, tmp_path.parent / "retyped.csv", out=tmp_path / "d")
     with pytest.raises(ValueError, match="unknown update option 'hiden'"):
         update(deep_run, frame(200, 9), out=tmp_path / "c", hiden=[3])
     with pytest.raises(ValueError, match="would overwrite the parent run"):

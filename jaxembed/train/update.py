@@ -306,9 +306,17 @@ def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig
     template = {"table_states": [rule.init(t) for rule, t in zip(
         parent.trainer.rules, parent.trainer.tables, strict=True)],
         "dense_state": dense_transform(parent.config).init(parent.trainer.rest)}
-    found = checkpoint.restore_latest(os.path.join(parent.path, "optimizer"), template)
-    restored = "continued" if found is not None else (
-        "fresh (the parent run kept no optimizer state)")
+    folder = os.path.join(parent.path, "optimizer")
+    epoch = checkpoint.latest_step(folder)
+    found = None
+    if epoch is None:
+        restored = "fresh (the parent run kept no optimizer state)"
+    elif epoch != checkpoint.latest_step(os.path.join(parent.path, "params")):
+        # a fit interrupted between its two saves: the state belongs to other parameters
+        restored = "fresh (the parent's optimizer state is of another epoch than its params)"
+    else:
+        found = checkpoint.restore_latest(folder, template)
+        restored = "continued"
     state = found[1] if found is not None else template
     inputs = Encoder(parent.schema, vocabularies, seed=config.seed).inputs
     trainer = FieldTrainer(registry.build(parent.model_name, inputs, seed=config.seed,
