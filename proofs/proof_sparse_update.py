@@ -26,7 +26,8 @@ and their slots are bitwise unchanged, touched rows get the dense rule —
 
 The online phase's wrappers: ``sparse_rows_in(rule, lo, hi)`` == the dense rule on the
 gradient with the rows outside ``[lo, hi)`` zeroed (those rows and slots never move), and
-``sparse_frozen(rule)`` is the identity.
+``sparse_frozen(rule)`` is the identity, and ``sparse_accumulated(rule, k)`` is the rule on
+``k`` batches at once with their gradients divided by ``k`` (``optax.MultiSteps``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from hypothesis import strategies as st
 from jaxembed.optim.ftrl import FtrlState, ftrl, ftrl_hyperparams, ftrl_kernel
 from jaxembed.optim.sparse import (
     dedupe_rows,
+    sparse_accumulated,
     sparse_adagrad,
     sparse_adam,
     sparse_frozen,
@@ -390,3 +392,34 @@ def test_rows_in_is_the_rule_on_the_masked_gradient_and_frozen_is_the_identity(p
     np.testing.assert_array_equal(np.asarray(sparse_state.accumulators)[outside],
                                   np.asarray(inner.init(jnp.array(table)).accumulators)[outside])
     np.testing.assert_array_equal(np.asarray(still), table)
+
+
+@given(problems(), st.sampled_from(["adagrad", "ftrl", "adam"]))
+def test_accumulated_rule_is_the_rule_on_k_batches_at_once(problem, name):
+    r"""``sparse_accumulated(rule, k)`` over batches :math:`b_1 .. b_{2k}` == ``rule`` over
+    the two concatenations :math:`(b_1 \Vert .. \Vert b_k)/k`, :math:`(b_{k+1} \Vert ..)/k`
+    (``optax.MultiSteps``'s mean of ``k`` gradients at the same parameters), the table and
+    the inner state unchanged in between; lazy Adam stays lazy."""
+    table, batches = problem
+    k = 2
+    batches = (batches * 2)[: 2 * k]
+    rule = {"adagrad": PAIRS["adagrad"][0], "ftrl": sparse_ftrl(**FTRL_KW),
+            "adam": sparse_adam(0.1)}[name]
+    if name == "ftrl":
+        table = np.zeros_like(table)
+    accumulated = sparse_accumulated(rule, k)
+    a_table, a_state = jnp.array(table), accumulated.init(jnp.array(table))
+    r_table, r_state = jnp.array(table), rule.init(jnp.array(table))
+    for start in range(0, len(batches), k):
+        group = batches[start:start + k]
+        for j, (ids, rows) in enumerate(group):
+            held = a_table
+            a_table, a_state = accumulated.update(a_table, a_state, ids, rows)
+            if j < k - 1:
+                np.testing.assert_array_equal(np.asarray(a_table), np.asarray(held))
+        ids = np.concatenate([g[0] for g in group])
+        rows = np.concatenate([g[1] for g in group]) / k
+        r_table, r_state = rule.update(r_table, r_state, ids, rows.astype(np.float32))
+        _close(a_table, r_table, f"accumulated {name}: table after group {start // k}")
+        for a, b in zip(jax.tree.leaves(a_state.inner), jax.tree.leaves(r_state), strict=True):
+            _close(a, b, f"accumulated {name}: state after group {start // k}")

@@ -293,15 +293,24 @@ def test_the_command_line_updates_and_refuses_a_bad_log_in_one_line(deep_run, tm
     assert status == 2 and "is not empty" in capsys.readouterr().err
 
 
-def test_accumulate_k_is_one_dense_step_on_k_mini_batches(deep_run, tmp_path):
-    # tables held (rate 0) so that only the dense layers move: k batches of B accumulated
-    # by optax.MultiSteps = one SGD step on their mean gradient = one batch of k·B rows
-    new_log = frame(4 * BATCH, 15)
-    held = {"linear_learning_rate": 0, "learning_rate": 0.05}
-    accumulated = update(deep_run, new_log, out=tmp_path / "k2", accumulate=2, **held)
-    big = update(deep_run, new_log, out=tmp_path / "big", batch_size=2 * BATCH, **held)
-    single = update(deep_run, new_log, out=tmp_path / "k1", **held)
-    for a, b in zip(_leaves(accumulated.trainer.rest), _leaves(big.trainer.rest), strict=True):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
-    assert not all(np.allclose(a, b) for a, b in zip(_leaves(single.trainer.rest),
-                                                     _leaves(big.trainer.rest), strict=True))
+def test_accumulate_k_is_one_step_on_k_mini_batches(deep_run, tmp_path):
+    # k batches of B accumulated (optax.MultiSteps on the dense layers, sparse_accumulated on
+    # the FTRL tables and the grown embedding rows) = one step on a batch of k·B rows
+    new_log = frame(4 * BATCH, 15, items=20, first=50)
+    rates = {"learning_rate": 0.05}
+    accumulated = update(deep_run, new_log, out=tmp_path / "k2", accumulate=2, grow=True,
+                         **rates)
+    big = update(deep_run, new_log, out=tmp_path / "big", batch_size=2 * BATCH, grow=True,
+                 **rates)
+    single = update(deep_run, new_log, out=tmp_path / "k1", grow=True, **rates)
+    for a, b in zip(_leaves(accumulated.trainer.params()), _leaves(big.trainer.params()),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(a, b) for a, b in zip(_leaves(single.trainer.params()),
+                                                     _leaves(big.trainer.params()),
+                                                     strict=True))
+    # the accumulating run updates again (its optimizer state restores into a k = 1 rule)
+    again = update(tmp_path / "k2", new_log, out=tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "lineage.json").read_text())[
+        "optimizer_state"] == "continued"
+    assert again.config.accumulate == 1
