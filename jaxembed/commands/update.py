@@ -106,7 +106,8 @@ def add_update_parser(commands: argparse._SubParsersAction) -> None:
                         help="with --grow: rows only for ids seen at least N times in the new "
                              "log (default: each field's min_count)")
     update.add_argument("--accumulate", type=_args.positive_int, default=None, metavar="K",
-                        help="mini-batches per dense update, optax.MultiSteps (default: 1)")
+                        help="mini-batches per update, their gradients averaged (optax.MultiSteps; "
+                             "default: 1)")
     update.add_argument("--learning-rate", type=_args.nonneg_float, default=None,
                         metavar="LR", help="SGD rate of the dense layers, 0 holds them "
                         f"(default: {UPDATE_LEARNING_RATE:g})")
