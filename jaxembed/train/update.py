@@ -16,9 +16,10 @@ everything else (dense)    SGD at ``learning_rate`` (default            ``dense_
 =========================  ===========================================  ========================
 
 The new log is read once (``epochs = 1``), in its own row order — not shuffled, as a stream
-arrives — in mini-batches of the run's ``batch_size``. ``accumulate = k`` makes one update of ``k`` mini-batches (``optax.MultiSteps`` on the dense
-layers, :func:`~jaxembed.optim.sparse.sparse_accumulated` on the tables: the mean of ``k``
-gradients taken at the same parameters, the seed's remedy for stale asynchronous updates).
+arrives — in mini-batches of the run's ``batch_size``. ``accumulate = k`` makes one update
+of ``k`` mini-batches (``optax.MultiSteps`` on the dense layers,
+:func:`~jaxembed.optim.sparse.sparse_accumulated` on the tables: the mean of ``k`` gradients
+taken at the same parameters, the seed's remedy for stale asynchronous updates).
 Every option of :class:`~jaxembed.train.field_trainer.FitConfig` can be overridden
 (``freeze_embeddings=False, dense_optimizer="adam"`` fine-tunes everything); a learning rate
 of 0 holds its group fixed.
