@@ -23,6 +23,11 @@ Lazy rules, where a zero gradient still moves a dense row, are proven *lazy*: un
 and their slots are bitwise unchanged, touched rows get the dense rule —
 ``sparse_ftrl`` with ``l2_shrinkage > 0`` (dense kernel on touched rows only) and
 ``sparse_adam`` (equals ``optax.adam`` when every row is touched at every step).
+
+The online phase's wrappers: ``sparse_rows_in(rule, lo, hi)`` == the dense rule on the
+gradient with the rows outside ``[lo, hi)`` zeroed (those rows and slots never move), and
+``sparse_frozen(rule)`` is the identity, and ``sparse_accumulated(rule, k)`` is the rule on
+``k`` batches at once with their gradients divided by ``k`` (``optax.MultiSteps``).
 """
 
 from __future__ import annotations
@@ -39,9 +44,12 @@ from hypothesis import strategies as st
 from jaxembed.optim.ftrl import FtrlState, ftrl, ftrl_hyperparams, ftrl_kernel
 from jaxembed.optim.sparse import (
     dedupe_rows,
+    sparse_accumulated,
     sparse_adagrad,
     sparse_adam,
+    sparse_frozen,
     sparse_ftrl,
+    sparse_rows_in,
     sparse_sgd,
 )
 
@@ -354,3 +362,64 @@ def test_step_donates_table_and_state():
     )
     assert table.is_deleted() and state.accumulators.is_deleted() and state.linear.is_deleted()
     assert isinstance(new_state, FtrlState) and not new_table.is_deleted()
+
+
+@given(problems(), st.data())
+def test_rows_in_is_the_rule_on_the_masked_gradient_and_frozen_is_the_identity(problem, data):
+    r"""``sparse_rows_in(sparse_adagrad, lo, hi)`` == ``optax.adagrad`` on
+    :math:`M G` with :math:`M = \mathrm{diag}([lo \le r < hi])` (the rows outside the range
+    and their slots never move); ``sparse_frozen(rule)`` returns table and state unchanged
+    (the online phase's frozen embeddings, grown rows trained)."""
+    table, batches = problem
+    v = table.shape[0]
+    lo = data.draw(st.integers(0, v), label="lo")
+    hi = data.draw(st.integers(lo, v), label="hi")
+    inner = PAIRS["adagrad"][0]
+    rule, frozen = sparse_rows_in(inner, lo, hi), sparse_frozen(inner)
+    sparse_table, sparse_state = jnp.array(table), rule.init(jnp.array(table))
+    dense_table, dense_state = jnp.array(table), PAIRS["adagrad"][1].init(jnp.array(table))
+    still, still_state = jnp.array(table), frozen.init(jnp.array(table))
+    inside = ((np.arange(v) >= lo) & (np.arange(v) < hi))[:, None]
+    for t, (ids, rows) in enumerate(batches):
+        sparse_table, sparse_state = rule.update(sparse_table, sparse_state, ids, rows)
+        masked = np.where(inside, dense_gradient(v, ids, rows), 0.0).astype(np.float32)
+        dense_table, dense_state = _dense_step("adagrad")(dense_table, dense_state,
+                                                          jnp.asarray(masked))
+        _close(sparse_table, dense_table, f"rows_in: table after step {t}")
+        still, still_state = frozen.update(still, still_state, ids, rows)
+    outside = ~inside[:, 0]
+    np.testing.assert_array_equal(np.asarray(sparse_table)[outside], table[outside])
+    np.testing.assert_array_equal(np.asarray(sparse_state.accumulators)[outside],
+                                  np.asarray(inner.init(jnp.array(table)).accumulators)[outside])
+    np.testing.assert_array_equal(np.asarray(still), table)
+
+
+@given(problems(), st.sampled_from(["adagrad", "ftrl", "adam"]))
+def test_accumulated_rule_is_the_rule_on_k_batches_at_once(problem, name):
+    r"""``sparse_accumulated(rule, k)`` over batches :math:`b_1 .. b_{2k}` == ``rule`` over
+    the two concatenations :math:`(b_1 \Vert .. \Vert b_k)/k`, :math:`(b_{k+1} \Vert ..)/k`
+    (``optax.MultiSteps``'s mean of ``k`` gradients at the same parameters), the table and
+    the inner state unchanged in between; lazy Adam stays lazy."""
+    table, batches = problem
+    k = 2
+    batches = (batches * 2)[: 2 * k]
+    rule = {"adagrad": PAIRS["adagrad"][0], "ftrl": sparse_ftrl(**FTRL_KW),
+            "adam": sparse_adam(0.1)}[name]
+    if name == "ftrl":
+        table = np.zeros_like(table)
+    accumulated = sparse_accumulated(rule, k)
+    a_table, a_state = jnp.array(table), accumulated.init(jnp.array(table))
+    r_table, r_state = jnp.array(table), rule.init(jnp.array(table))
+    for start in range(0, len(batches), k):
+        group = batches[start:start + k]
+        for j, (ids, rows) in enumerate(group):
+            held = a_table
+            a_table, a_state = accumulated.update(a_table, a_state, ids, rows)
+            if j < k - 1:
+                np.testing.assert_array_equal(np.asarray(a_table), np.asarray(held))
+        ids = np.concatenate([g[0] for g in group])
+        rows = np.concatenate([g[1] for g in group]) / k
+        r_table, r_state = rule.update(r_table, r_state, ids, rows.astype(np.float32))
+        _close(a_table, r_table, f"accumulated {name}: table after group {start // k}")
+        for a, b in zip(jax.tree.leaves(a_state.inner), jax.tree.leaves(r_state), strict=True):
+            _close(a, b, f"accumulated {name}: state after group {start // k}")

@@ -124,6 +124,7 @@ CASES: list[tuple[list[str], str]] = [
     (["bench", "lookup", "--vocab", "0"], "--vocab: must be an integer >= 1, got '0'"),
     (["bench", "graph", "--vocab", "5"], "bench graph does not take --vocab"),
     (["bench", "word2vec", "--batch", "5"], "bench word2vec does not take --batch"),
+    (["bench", "online", "--batch", "5"], "bench online does not take --batch"),
     (["bench", "train", "--repeats", "-2"], "--repeats: must be an integer >= 1"),
 ]
 """(argv, expected substring of the one line). Append cases for new commands here."""

@@ -191,6 +191,11 @@ def test_a_schema_mismatch_stops_before_any_update_naming_the_column(deep_run, t
     retyped = frame(200, 9).astype({"item": float})
     with pytest.raises(DataError, match=r"column 'item' is double.*string"):
         update(deep_run, retyped, out=tmp_path / "b")
+    text = frame(200, 9)
+    text["x"] = ["high" if i == 7 else str(v) for i, v in enumerate(text["x"])]
+    text.to_csv(tmp_path.parent / "retyped.csv", index=False)  # a CSV carries no types
+    with pytest.raises(DataError, match="line 9, column 'x': value 'high' is not a number"):
+        update(deep_run, tmp_path.parent / "retyped.csv", out=tmp_path / "d")
     with pytest.raises(ValueError, match="unknown update option 'hiden'"):
         update(deep_run, frame(200, 9), out=tmp_path / "c", hiden=[3])
     with pytest.raises(ValueError, match="would overwrite the parent run"):
@@ -286,3 +291,26 @@ def test_the_command_line_updates_and_refuses_a_bad_log_in_one_line(deep_run, tm
     assert config["accumulate"] == 2 and config["freeze_embeddings"] is True
     status = main(["update", "--run", deep_run.path, "--data", str(good), "--out", str(out)])
     assert status == 2 and "is not empty" in capsys.readouterr().err
+
+
+def test_accumulate_k_is_one_step_on_k_mini_batches(deep_run, tmp_path):
+    # k batches of B accumulated (optax.MultiSteps on the dense layers, sparse_accumulated on
+    # the FTRL tables and the grown embedding rows) = one step on a batch of k·B rows
+    new_log = frame(4 * BATCH, 15, items=20, first=50)
+    rates = {"learning_rate": 0.05}
+    accumulated = update(deep_run, new_log, out=tmp_path / "k2", accumulate=2, grow=True,
+                         **rates)
+    big = update(deep_run, new_log, out=tmp_path / "big", batch_size=2 * BATCH, grow=True,
+                 **rates)
+    single = update(deep_run, new_log, out=tmp_path / "k1", grow=True, **rates)
+    for a, b in zip(_leaves(accumulated.trainer.params()), _leaves(big.trainer.params()),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(a, b) for a, b in zip(_leaves(single.trainer.params()),
+                                                     _leaves(big.trainer.params()),
+                                                     strict=True))
+    # the accumulating run updates again (its optimizer state restores into a k = 1 rule)
+    again = update(tmp_path / "k2", new_log, out=tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "lineage.json").read_text())[
+        "optimizer_state"] == "continued"
+    assert again.config.accumulate == 1

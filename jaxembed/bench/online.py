@@ -18,9 +18,11 @@ scored on. Four models, each timed from its data to a written run:
 The peer of (b) is (c), measured in the same run: the table gives AUC and calibration on
 day 2, wall seconds (each includes its own compilation: an update's step is a different
 program from the fit's), and (c)'s time over (b)'s; (b) is also timed again once compiled,
-what a process that updates period after period pays. Day 0 is fifty times day 1 (a history
-of weeks against one day's log). Targets: (b) beats (a), is within 0.005 AUC of (c), and is
-at least 10x faster than (c).
+what a process that updates period after period pays. Day 0 is five times day 1. (With a
+history fifty times the new log, 1,000,000 rows against 20,000, neither the update nor the
+refit moved the day-2 AUC by more than 0.0002: one day among fifty barely changes a refit,
+and FTRL's accumulated history keeps its steps small.) Targets: (b) beats (a), is within
+0.005 AUC of (c), and is at least 10x faster than (c).
 
 Then the dense rate of the update is measured as it was chosen: updates on the first 80% of
 day 1 at several SGD rates, scored on its last 20% (a validation split of the new log).
@@ -67,7 +69,7 @@ SCHEMA = {
 FIT = {"epochs": 3, "batch_size": 1024, "hidden": [64, 32]}
 """The fit of (a) and (c)."""
 
-SWEEP = (1e-4, 1e-3, 1e-2, 3e-2)
+SWEEP = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
 """SGD rates of the dense layers tried on the validation split of the new log."""
 
 
@@ -91,7 +93,7 @@ def _timed(work: Any) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
-def measure(old_rows: int = 1_000_000, new_rows: int = 20_000, test_rows: int = 50_000,
+def measure(old_rows: int = 200_000, new_rows: int = 40_000, test_rows: int = 50_000,
             seed: int = 0, folder: str | None = None, sweep: tuple[float, ...] = SWEEP
             ) -> dict[str, Any]:
     """The figures of the module docstring, as a dict."""

@@ -42,10 +42,11 @@ def _check_update(args: argparse.Namespace) -> None:
                 "batch_size"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    run = Run.load(args.run)
     if args.fine_tune:
         options.setdefault("freeze_embeddings", False)
-        options.setdefault("dense_optimizer", "adam")
-    run = Run.load(args.run)
+        options.setdefault("dense_optimizer", run.config.dense_optimizer)
+        options.setdefault("learning_rate", run.config.learning_rate)
     online_config(run.config, options)
     check_log(run, args.data, "--data")
     if args.eval is not None:
@@ -105,7 +106,8 @@ def add_update_parser(commands: argparse._SubParsersAction) -> None:
                         help="with --grow: rows only for ids seen at least N times in the new "
                              "log (default: each field's min_count)")
     update.add_argument("--accumulate", type=_args.positive_int, default=None, metavar="K",
-                        help="mini-batches per dense update, optax.MultiSteps (default: 1)")
+                        help="mini-batches per update, their gradients averaged (optax.MultiSteps; "
+                             "default: 1)")
     update.add_argument("--learning-rate", type=_args.nonneg_float, default=None,
                         metavar="LR", help="SGD rate of the dense layers, 0 holds them "
                         f"(default: {UPDATE_LEARNING_RATE:g})")

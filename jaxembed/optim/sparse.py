@@ -57,10 +57,12 @@ from jaxembed.checks import check_ids, checks_enabled
 from jaxembed.optim.ftrl import FtrlState, ftrl_hyperparams, ftrl_kernel
 
 __all__ = [
+    "SparseAccumulatedState",
     "SparseAdagradState",
     "SparseAdamState",
     "SparseRule",
     "dedupe_rows",
+    "sparse_accumulated",
     "sparse_adagrad",
     "sparse_adam",
     "sparse_frozen",
@@ -418,3 +420,59 @@ def sparse_rows_in(inner: SparseRule, lo: int, hi: int) -> SparseRule:
         return inner.update(table, state, kept, row_grads)
 
     return SparseRule(f"rows_in({inner.name}, {lo}, {hi})", inner.init, update)
+
+
+class SparseAccumulatedState(NamedTuple):
+    """:func:`sparse_accumulated`: the inner rule's state, the gradient summed so far (one
+    row per table row), which rows it touches, and the mini-batches held."""
+
+    inner: Any
+    grads: jax.Array
+    touched: jax.Array
+    count: jax.Array
+
+
+def sparse_accumulated(inner: SparseRule, every: int) -> SparseRule:
+    r"""``inner`` applied once per ``every`` calls, on the mean of their gradients — the
+    row-sparse twin of ``optax.MultiSteps``::
+
+        G ← G + (1/k) Σ_{i: ids[i]=r} row_grads[i]   for each call (k = every)
+        on the k-th call: inner.update(table, state, touched rows, G[touched]); G ← 0
+
+    so ``k`` mini-batches of ``B`` rows whose loss is each batch's mean make the step one
+    batch of ``k·B`` rows would make. The sum ``G`` is held densely (``[V, K]``, one more
+    slot); between applications the table and the inner state do not move. Untouched rows
+    are passed as padding, so lazy rules (Adam) stay lazy; a partial group at the end of
+    the data is held, not applied.
+    """
+    k = int(every)
+    if k < 1:
+        raise ValueError(f"sparse_accumulated: every must be >= 1, got {every!r}")
+
+    def init(table: Any) -> SparseAccumulatedState:
+        table = jnp.asarray(table)
+        return SparseAccumulatedState(inner.init(table), jnp.zeros_like(table),
+                                      jnp.zeros(table.shape[:1], bool),
+                                      jnp.zeros([], jnp.int32))
+
+    def update(table: jax.Array, state: SparseAccumulatedState, ids: Any, row_grads: Any
+               ) -> tuple[jax.Array, SparseAccumulatedState]:
+        v = table.shape[0]
+        ids = jnp.asarray(ids)
+        at = jnp.where((ids >= 0) & (ids < v), ids, v)
+        grads = state.grads.at[at].add(jnp.asarray(row_grads, table.dtype) / k, mode="drop")
+        touched = state.touched.at[at].set(True, mode="drop")
+        count = state.count + 1
+
+        def apply(operand: tuple) -> tuple:
+            table, inner_state, grads, touched = operand
+            rows = jnp.where(touched, jnp.arange(v, dtype=jnp.int32), -1)
+            table, inner_state = inner.update(table, inner_state, rows, grads)
+            return table, inner_state, jnp.zeros_like(grads), jnp.zeros_like(touched)
+
+        table, inner_state, grads, touched = jax.lax.cond(
+            count % k == 0, apply, lambda operand: operand,
+            (table, state.inner, grads, touched))
+        return table, SparseAccumulatedState(inner_state, grads, touched, count % k)
+
+    return SparseRule(f"accumulated({inner.name}, {k})", init, update)

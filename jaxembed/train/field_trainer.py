@@ -16,7 +16,9 @@ embedding tables lazy Adam (or Adagrad), linear tables (a model's per-id weights
 crosses) FTRL, everything else Adam. The online partition of :func:`jaxembed.update` is the
 same step configured otherwise: ``freeze_embeddings`` (embedding tables frozen, except the
 rows ``grown_rows`` added for new ids), ``dense_optimizer = "sgd"``, ``accumulate = k``
-(``optax.MultiSteps`` on the dense layers). A learning rate of 0 holds its group fixed.
+(``optax.MultiSteps`` on the dense layers, :func:`~jaxembed.optim.sparse.sparse_accumulated`
+on the tables: one update per ``k`` mini-batches). A learning rate of 0 holds its group
+fixed.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from jaxembed.nn.fields import LinearTable, Table, gather_rows
 from jaxembed.optim.partition import param_path
 from jaxembed.optim.sparse import (
     SparseRule,
+    sparse_accumulated,
     sparse_adagrad,
     sparse_adam,
     sparse_frozen,
@@ -110,20 +113,23 @@ class FitConfig:
 def table_rule(kind: type, config: FitConfig, key: str = "") -> SparseRule:
     """The row-sparse rule of a table variable class (linear: FTRL; embedding: Adam or
     Adagrad; frozen embeddings keep their slots and train only their ``grown_rows``; a
-    learning rate of 0 freezes the table). ``key``: the table's ``table_key``."""
+    learning rate of 0 freezes the table; ``accumulate = k``: one step per ``k``
+    mini-batches). ``key``: the table's ``table_key``."""
     if issubclass(kind, LinearTable):
         inner = sparse_ftrl(max(config.linear_learning_rate, 1e-30), l1=config.linear_l1,
                             l2=config.linear_l2)
-        return inner if config.linear_learning_rate > 0 else sparse_frozen(inner)
-    rate = max(config.embedding_learning_rate, 1e-30)
-    inner = (sparse_adagrad(rate) if config.embedding_optimizer == "adagrad"
-             else sparse_adam(rate))
-    if config.embedding_learning_rate == 0:
-        return sparse_frozen(inner)
-    if config.freeze_embeddings:
+        if config.linear_learning_rate == 0:
+            return sparse_frozen(inner)
+    else:
+        rate = max(config.embedding_learning_rate, 1e-30)
+        inner = (sparse_adagrad(rate) if config.embedding_optimizer == "adagrad"
+                 else sparse_adam(rate))
         grown = [(lo, hi) for k, lo, hi in config.grown_rows if k == key and hi > lo]
-        return sparse_rows_in(inner, *grown[0]) if grown else sparse_frozen(inner)
-    return inner
+        if config.embedding_learning_rate == 0 or (config.freeze_embeddings and not grown):
+            return sparse_frozen(inner)
+        if config.freeze_embeddings:
+            inner = sparse_rows_in(inner, *grown[0])
+    return sparse_accumulated(inner, config.accumulate) if config.accumulate > 1 else inner
 
 
 def dense_transform(config: FitConfig) -> optax.GradientTransformation:

@@ -15,11 +15,14 @@ everything else (dense)    SGD at ``learning_rate`` (default            ``dense_
                            :data:`UPDATE_LEARNING_RATE`)                ``learning_rate``
 =========================  ===========================================  ========================
 
-``accumulate = k`` makes one dense update of ``k`` mini-batches (``optax.MultiSteps``: the
-mean of ``k`` gradients taken at the same parameters, the seed's remedy for stale
-asynchronous updates); the row-sparse tables step on every mini-batch. Every option of
-:class:`~jaxembed.train.field_trainer.FitConfig` can be overridden (``freeze_embeddings=False,
-dense_optimizer="adam"`` fine-tunes everything); a learning rate of 0 holds its group fixed.
+The new log is read once (``epochs = 1``), in its own row order — not shuffled, as a stream
+arrives — in mini-batches of the run's ``batch_size``. ``accumulate = k`` makes one update
+of ``k`` mini-batches (``optax.MultiSteps`` on the dense layers,
+:func:`~jaxembed.optim.sparse.sparse_accumulated` on the tables: the mean of ``k`` gradients
+taken at the same parameters, the seed's remedy for stale asynchronous updates).
+Every option of :class:`~jaxembed.train.field_trainer.FitConfig` can be overridden
+(``freeze_embeddings=False, dense_optimizer="adam"`` fine-tunes everything); a learning rate
+of 0 holds its group fixed.
 
 FTRL continues exactly: its weight is a function of its slots,
 :math:`w = -(z - \mathrm{sgn}(z)\,\lambda_1) / ((\beta + \sqrt n)/\alpha + 2\lambda_2)`
@@ -78,6 +81,7 @@ from jaxembed.data.schema import Schema
 from jaxembed.data.vocabularies import MISSING, FieldVocab, Vocabularies, split_values
 from jaxembed.models import registry
 from jaxembed.nn.fields import LinearTable
+from jaxembed.optim.sparse import SparseAccumulatedState
 from jaxembed.train import checkpoint
 from jaxembed.train.field_trainer import FieldTrainer, FitConfig, dense_transform
 from jaxembed.train.runs import (
@@ -310,33 +314,49 @@ def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig
     template = {"table_states": [rule.init(t) for rule, t in zip(
         parent.trainer.rules, parent_tables, strict=True)],
         "dense_state": dense_transform(parent.config).init(parent.trainer.rest)}
-    found = checkpoint.restore_latest(os.path.join(parent.path, "optimizer"), template)
-    restored = "continued" if found is not None else (
-        "fresh (the parent run kept no optimizer state)")
+    folder = os.path.join(parent.path, "optimizer")
+    epoch = checkpoint.latest_step(folder)
+    found = None
+    if epoch is None:
+        restored = "fresh (the parent run kept no optimizer state)"
+    elif epoch != checkpoint.latest_step(os.path.join(parent.path, "params")):
+        # a fit interrupted between its two saves: the state belongs to other parameters
+        restored = "fresh (the parent's optimizer state is of another epoch than its params)"
+    else:
+        found = checkpoint.restore_latest(folder, template)
+        restored = "continued"
     state = found[1] if found is not None else template
     inputs = Encoder(parent.schema, vocabularies, seed=config.seed).inputs
     trainer = FieldTrainer(registry.build(parent.model_name, inputs, seed=config.seed,
                                           **parent.hyper), config)
     tables, states = [], []
     for i, key in enumerate(trainer.layout.keys):
-        old_table, old_state = parent_tables[i], state["table_states"][i]
+        # the rule's own slots, out of (and back into) an accumulating wrapper, whose
+        # partial sum of gradients, if the parent held one, is dropped
+        old_table, old_state = parent_tables[i], _inner(state["table_states"][i])
+        fresh = trainer.table_states[i]
         name = key.split(":", 1)[1] if ":" in key else None
         if growth is not None and name in growth.tables:
             at, init = growth.tables[name]
             linear = issubclass(trainer.layout.kinds[i], LinearTable)
             tables.append(jnp.asarray(_grow_array(
                 np.asarray(old_table), np.asarray(trainer.tables[i]), at, init, True)))
-            states.append(jax.tree.map(jnp.asarray, _grow_state(
-                old_table, old_state, trainer.table_states[i], at, init, linear)))
+            old_state = jax.tree.map(jnp.asarray, _grow_state(
+                old_table, old_state, _inner(fresh), at, init, linear))
         else:
             tables.append(old_table)
-            states.append(old_state)
+        states.append(fresh._replace(inner=old_state)
+                      if isinstance(fresh, SparseAccumulatedState) else old_state)
     # copies: the step donates its buffers, and the parent's live arrays must survive it
     trainer.tables, trainer.table_states = _copy(tables), _copy(states)
     trainer.rest = _copy(params["rest"])
     trainer.dense_state = _copy(_dense_state(trainer.dense_state, state["dense_state"],
                                              parent.config, config))
     return trainer, restored
+
+
+def _inner(state: Any) -> Any:
+    return state.inner if isinstance(state, SparseAccumulatedState) else state
 
 
 def _copy(tree: Any) -> Any:
