@@ -210,8 +210,21 @@ def check_cli_fit_with_mesh(tmp_path):
     assert summary["mesh"]["shape"] == "2x4" and summary["mesh"]["devices"] == 8
 
 
+def check_update_of_a_sharded_run(tmp_path):
+    """A run fitted on 8 devices updates on one (its logical tables and optimizer state)."""
+    import jaxembed as je
+
+    schema, data = _schema(), _log()
+    fitted = runs.fit(schema, data, model="lr", valid=_log(64, 1), batch_size=BATCH,
+                      epochs=1, out=tmp_path / "run", mesh="8")
+    updated = je.update(fitted, _log(128, 2), out=tmp_path / "updated", batch_size=BATCH)
+    lineage = json.loads((tmp_path / "updated" / "lineage.json").read_text())
+    assert lineage["optimizer_state"] == "continued" and lineage["rows"] == 128
+    assert np.all(np.isfinite(runs.predict(updated, data)))
+
+
 def test_on_8_virtual_cpu_devices():
-    run_pytest(__file__, "check_", 8, expect_passed=6, timeout=400)
+    run_pytest(__file__, "check_", 8, expect_passed=7, timeout=400)
 
 
 
