@@ -11,7 +11,7 @@ each click is counted once, as matched (the first on its impression), duplicate,
 down-sampling at rate :math:`w_-` a negative is kept iff ``default_rng(seed).random()`` drawn
 in row order is below :math:`w_-` (:func:`jaxembed.stream.calibration.downsample_negatives`).
 
-:func:`jaxembed.data.join.join_literal` states these rules as plain loops over whole tables;
+:func:`jaxembed.data.join_literal.join_literal` states these rules as plain loops over whole tables;
 :func:`jaxembed.data.join.join_batches` is the bounded-memory merge. Proven: on drawn logs
 (random integer times, small key pools so that keys repeat within and beyond the window,
 clicks before, inside, just after and long after their impression's window, repeated clicks,
@@ -33,7 +33,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jaxembed.data.join import JoinConfig, JoinStats, join_batches, join_literal
+from jaxembed.data.join import JoinConfig, JoinStats, join_batches
+from jaxembed.data.join_literal import join_literal
 from jaxembed.data.readers import DataError
 
 

@@ -13,14 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jaxembed.data.join import (
-    JoinConfig,
-    join,
-    join_batches,
-    join_metadata,
-    negative_rate,
-    parse_window,
-)
+from jaxembed.data.event_logs import join_metadata, negative_rate
+from jaxembed.data.join import JoinConfig, join, join_batches, parse_window
 from jaxembed.data.readers import DataError
 from jaxembed.data.schema import Schema
 

@@ -1,9 +1,10 @@
 r"""Join raw event logs: each impression labelled by the clicks that follow it within a window.
 
 ``join(impressions, clicks, key="pageview_id", window="30m", out="joined.parquet")`` reads two
-logs sorted by time (Parquet, CSV/TSV, or in-memory tables) and writes every kept impression
-row, all its columns, plus a ``label`` column. The rules, which :func:`join_literal` states
-literally and ``proofs/proof_join.py`` proves the streaming :func:`join_batches` equal to:
+logs sorted by time (Parquet, CSV/TSV, or in-memory tables; :mod:`jaxembed.data.event_logs`)
+and writes every kept impression row, all its columns, plus a ``label`` column. The rules,
+stated literally by :mod:`jaxembed.data.join_literal` (proven equal to the streaming
+:func:`join_batches` in ``proofs/proof_join.py``):
 
 * **Match.** A click *c* matches an impression *i* when they have the same key and
   :math:`0 \le t_c - t_i \le w` (the window :math:`w`, both ends included). An impression's
@@ -72,29 +73,24 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
-import pyarrow.dataset as pa_ds
 import pyarrow.parquet as pq
 
 from jaxembed import _atomic
+from jaxembed.data.event_logs import (
+    METADATA_KEY,
+    STATS_KEY,
+    _check_columns,
+    columns_of,
+    seconds,
+    source_batches,
+)
 from jaxembed.data.readers import (
-    BLOCK_BYTES,
-    CSV_SUFFIXES,
     PARQUET_SUFFIXES,
     DataError,
-    _arrow_table,
-    _header,
-    _suffix,
     describe,
-    time_values,
 )
-from jaxembed.stream.calibration import _check_rate, downsample_negatives
+from jaxembed.stream.calibration import _check_rate
 
-METADATA_KEY = b"jaxembed.join"
-"""The schema metadata entry of a joined Parquet file: JSON of the join's settings (key,
-time, window, ``negative_rate``, seed); a table read from the file keeps it."""
-STATS_KEY = b"jaxembed.join.stats"
-"""The file's key-value metadata entry (written last) with the :class:`JoinStats` counts."""
 JOIN_FORMAT = 1
 DUPLICATES = ("error", "drop")
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -190,104 +186,6 @@ class JoinConfig:
         return batch_schema.with_metadata(metadata)
 
 
-# ---------------------------------------------------------------------------- reading
-def source_batches(source: Any, columns: Sequence[str] | None, batch_rows: int,
-                   what: str, key: str) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``source`` (a Parquet file or folder, a CSV/TSV file, or a
-    pyarrow/pandas/polars table; its chunks are kept as they are when smaller than
-    ``batch_rows``) holding ``columns`` (all when None). A CSV key column is read as text."""
-    if isinstance(source, str | os.PathLike):
-        path = os.fspath(source)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{what} file {path!r} does not exist")
-        if os.path.isdir(path) or _suffix(path) in PARQUET_SUFFIXES:
-            yield from _parquet(path, columns, batch_rows, what)
-            return
-        if _suffix(path) in CSV_SUFFIXES:
-            yield from _csv(path, columns, what, key)
-            return
-        raise DataError(f"{what} file {path!r}: unknown format (expected "
-                        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or a folder of Parquet)")
-    table = _arrow_table(source)
-    _check_columns(table.schema.names, columns, f"{what} {describe(source)}")
-    if columns is not None:
-        table = table.select(list(columns))
-    yield from table.to_batches(max_chunksize=batch_rows)
-
-
-def _check_columns(present: Sequence[str], needed: Sequence[str] | None, where: str) -> None:
-    missing = [c for c in needed or () if c not in present]
-    if missing:
-        raise DataError(f"{where} has no column {missing[0]!r}; its columns: "
-                        f"{', '.join(list(present)[:40])}")
-
-
-def _parquet(path: str, columns: Sequence[str] | None, batch_rows: int,
-             what: str) -> Iterator[pa.RecordBatch]:
-    try:
-        dataset = pa_ds.dataset(path, format="parquet")
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{what} {path!r} is not readable Parquet: "
-                        f"{str(err).splitlines()[0]}") from None
-    _check_columns(dataset.schema.names, columns, f"{what} {path!r}")
-    # file by file, row group by row group, without pre-buffering: the dataset scanner and
-    # a pre-buffering ParquetFile read row groups ahead, and memory grew with the file
-    try:
-        for name in dataset.files:
-            with pq.ParquetFile(name, pre_buffer=False) as handle:
-                yield from handle.iter_batches(batch_size=batch_rows, columns=None if columns
-                                               is None else list(columns))
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{what} {path!r}: {str(err).splitlines()[0]}") from None
-
-
-def _csv(path: str, columns: Sequence[str] | None, what: str,
-         key: str) -> Iterator[pa.RecordBatch]:
-    if os.path.getsize(path) == 0:
-        raise DataError(f"{what} file {path!r} is empty")
-    delimiter = "\t" if _suffix(path) in (".tsv", ".txt") else ","
-    try:
-        reader = pa_csv.open_csv(
-            path, read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={key: pa.string()}, strings_can_be_null=True,
-                include_columns=None if columns is None else list(columns)))
-    except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError) as err:
-        raise DataError(f"{what} {path!r}: {str(err).splitlines()[0]}") from None
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        except (pa.ArrowInvalid, UnicodeDecodeError) as err:
-            raise DataError(f"{what} {path!r}: {str(err).splitlines()[0]}") from None
-        yield batch
-
-
-def columns_of(source: Any, what: str) -> list[str]:
-    """The column names of a log, from a Parquet file's schema or a CSV/TSV header (nothing
-    else is read); a missing, empty or unreadable file is an error naming it."""
-    if not isinstance(source, str | os.PathLike):
-        return list(_arrow_table(source).schema.names)
-    path = os.fspath(source)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} file {path!r} does not exist")
-    if os.path.isdir(path) or _suffix(path) in PARQUET_SUFFIXES:
-        try:
-            return list(pa_ds.dataset(path, format="parquet").schema.names)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise DataError(f"{what} {path!r} is not readable Parquet: "
-                            f"{str(err).splitlines()[0]}") from None
-    if _suffix(path) not in CSV_SUFFIXES:
-        raise DataError(f"{what} file {path!r}: unknown format (expected "
-                        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or a folder of Parquet)")
-    if os.path.getsize(path) == 0:
-        raise DataError(f"{what} file {path!r} is empty")
-    delimiter = "\t" if _suffix(path) in (".tsv", ".txt") else ","
-    return _header(path, delimiter, None)
-
-
 def check_sources(impressions: Any, clicks: Any, config: JoinConfig) -> None:
     """Before any work: both logs exist, are of a known format and have the key and time
     columns; the impressions have no column named like the label."""
@@ -298,23 +196,6 @@ def check_sources(impressions: Any, clicks: Any, config: JoinConfig) -> None:
         if what == "impressions" and config.label in names:
             raise DataError(f"{where} already has a column {config.label!r}; name the label "
                             f"column otherwise")
-
-
-_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-
-
-def seconds(column: pa.Array, name: str) -> pa.Array:
-    """A time column as ``float64`` seconds: numbers as they are, timestamps at their own
-    resolution (sub-second parts kept), dates and ISO text as
-    :func:`jaxembed.data.readers.time_values` reads them."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    if pa.types.is_timestamp(column.type):
-        ticks = pc.cast(column.cast(pa.timestamp(column.type.unit)), pa.int64())
-        return pc.divide(pc.cast(ticks, pa.float64()), float(_PER_SECOND[column.type.unit]))
-    return time_values(column, name)
 
 
 def _key_kind(column_type: pa.DataType) -> str:
@@ -686,99 +567,3 @@ def join(impressions: Any, clicks: Any, *, key: str, window: str | float,
 def _output_schema(impressions: Any, config: JoinConfig, batch_rows: int) -> pa.Schema:
     first = next(source_batches(impressions, None, batch_rows, "impressions", config.key))
     return first.schema.append(pa.field(config.label, pa.int8()))
-
-
-def join_metadata(data: Any) -> dict[str, Any] | None:
-    """The join settings a joined Parquet file (or folder of them, or a pyarrow table read
-    from one) records, with its counts under ``"stats"`` when a file gives them; None for
-    anything else."""
-    metadata = None
-    if isinstance(data, str | os.PathLike):
-        path = os.fspath(data)
-        if not (os.path.isdir(path) or _suffix(path) in PARQUET_SUFFIXES) or \
-                not os.path.exists(path):
-            return None
-        try:
-            if os.path.isdir(path):
-                files = pa_ds.dataset(path, format="parquet").files
-                if not files:
-                    return None
-                path = files[0]
-            metadata = pq.ParquetFile(path).metadata.metadata
-        except (pa.ArrowInvalid, OSError):
-            return None
-    elif isinstance(data, pa.Table | pa.RecordBatch):
-        metadata = data.schema.metadata
-    if not metadata or METADATA_KEY not in metadata:
-        return None
-    settings = json.loads(metadata[METADATA_KEY])
-    if STATS_KEY in metadata:
-        settings["stats"] = json.loads(metadata[STATS_KEY])
-    return settings
-
-
-def negative_rate(data: Any) -> float | None:
-    """The negative down-sampling rate a joined file records (1.0 when it kept every
-    negative), or None when ``data`` is not a joined file."""
-    meta = join_metadata(data)
-    return None if meta is None else float(meta["negative_rate"])
-
-
-# ---------------------------------------------------------------------------- the twin
-def join_literal(impressions: pa.Table, clicks: pa.Table, config: JoinConfig
-                 ) -> tuple[pa.Table, JoinStats]:
-    """The same join, literally: plain loops over whole in-memory tables, each rule of the
-    module docstring written as it reads. The reference :func:`join_batches` is proven
-    equal to (``proofs/proof_join.py``); quadratic, for small logs."""
-    w = config.window
-    key_kind = "int" if _key_kind(impressions.schema.field(config.key).type) == _key_kind(
-        clicks.schema.field(config.key).type) == "int" else "text"
-    imp_keys = _key_values(impressions.column(config.key), key_kind).to_pylist()
-    imp_times = seconds(impressions.column(config.time), config.time).to_pylist()
-    clk_keys = _key_values(clicks.column(config.key), key_kind).to_pylist()
-    clk_times = seconds(clicks.column(config.time), config.time).to_pylist()
-    for what, times in (("impressions", imp_times), ("clicks", clk_times)):
-        for i in range(1, len(times)):
-            if times[i] < times[i - 1]:
-                raise DataError(f"{what} row {i + 1}: time {times[i]!r} is earlier than the "
-                                f"row before it")
-    stats = JoinStats(impressions=len(imp_keys), clicks=len(clk_keys))
-    kept = []
-    for i in range(len(imp_keys)):
-        repeat = any(imp_keys[j] == imp_keys[i] and imp_times[i] - imp_times[j] <= w
-                     for j in range(i))
-        if repeat and config.duplicates == "error":
-            raise DataError(f"impressions row {i + 1}: key {config.key}={imp_keys[i]!r} "
-                            f"repeats an earlier row within the window")
-        if repeat:
-            stats.duplicate_impressions += 1
-        else:
-            kept.append(i)
-    clicked: set[int] = set()
-    for c in range(len(clk_keys)):
-        same = [i for i in kept if imp_keys[i] == clk_keys[c]]
-        gaps = {i: clk_times[c] - imp_times[i] for i in same}
-        matches = [i for i in same if 0 <= gaps[i] <= w]
-        if matches:
-            (i,) = matches  # kept impressions of a key are more than w apart
-            if i in clicked:
-                stats.duplicate_clicks += 1
-            else:
-                clicked.add(i)
-                stats.matched_clicks += 1
-        elif any(w < gaps[i] <= 2 * w for i in same):
-            stats.late_clicks += 1
-        else:
-            stats.unmatched_clicks += 1
-    labels = np.array([int(i in clicked) for i in kept], np.int8)
-    stats.positives = int(labels.sum())
-    stats.negatives = labels.size - stats.positives
-    keep = np.ones(labels.size, bool)
-    if config.downsample is not None:
-        keep = downsample_negatives(labels, config.downsample, config.seed)
-    stats.negatives_dropped = int(labels.size - keep.sum())
-    rows = [kept[k] for k in range(len(kept)) if keep[k]]
-    table = impressions.take(pa.array(rows, pa.int64())).append_column(
-        config.label, pa.array(labels[keep], pa.int8()))
-    stats.rows = table.num_rows
-    return table, stats

@@ -288,7 +288,7 @@ def resolve_negative_rate(train: Any, options: dict[str, Any]) -> None:
     """Take ``negative_rate`` from a training file written by ``jaxembed join
     --downsample`` (its metadata records the rate) unless given; a given rate that differs
     from the recorded one is an error naming both."""
-    from jaxembed.data.join import negative_rate
+    from jaxembed.data.event_logs import negative_rate
 
     if options.get("negative_rate", 0) is None:
         del options["negative_rate"]
