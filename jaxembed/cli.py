@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from jaxembed._cache import use_compilation_cache
 from jaxembed.commands import _args
 from jaxembed.commands.ctr import add_ctr_parsers
 from jaxembed.commands.graph_text import add_node2vec_parser, add_word2vec_parser
@@ -360,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--debug" in argv:
         debug = True
         argv = [word for word in argv if word != "--debug"]
+    use_compilation_cache()  # before JAX starts: compiled programs persist across runs
     parser = build_parser()
     command = _command_of(argv, parser)
     prefix = f"jaxembed {command}" if command else "jaxembed"

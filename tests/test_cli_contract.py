@@ -476,3 +476,16 @@ def test_a_good_run_on_a_shipped_sample_says_what_it_wrote(tmp_path, capsys):
     assert f"wrote 34 node vectors of dim 8 (word2vec text format) to {out}" in (
         capsys.readouterr().err)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_the_command_line_keeps_compiled_programs_in_the_cache_folder(tmp_path):
+    from jaxembed._cache import use_compilation_cache
+
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    assert use_compilation_cache(env) == str(tmp_path / "jaxembed" / "xla")
+    assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "jaxembed" / "xla")
+    assert env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+    mine = {"XDG_CACHE_HOME": str(tmp_path), "JAX_COMPILATION_CACHE_DIR": "/elsewhere"}
+    assert use_compilation_cache(mine) == "/elsewhere"  # the user's own setting wins
+    off = {"XDG_CACHE_HOME": str(tmp_path), "JAXEMBED_COMPILATION_CACHE": "0"}
+    assert use_compilation_cache(off) is None and "JAX_COMPILATION_CACHE_DIR" not in off

@@ -164,7 +164,7 @@ rebuilt rather than misread."""
 
 def builtin_index_dir(cache_dir: str | os.PathLike | None, args: argparse.Namespace) -> Path:
     """The cache folder of the built-in index for these training options and this Python."""
-    from jaxembed.text.retriever import cache_root
+    from jaxembed._cache import cache_root
 
     options = {name: getattr(args, name) for name in TRAINING_DEFAULTS}
     options["python"] = f"{sys.version_info.major}.{sys.version_info.minor}"

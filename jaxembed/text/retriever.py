@@ -5,8 +5,8 @@ on *new* text by itself: most of a new document's rare words never trained. So
 :meth:`Retriever.pretrained` trains one **general encoder** on the largest text available
 offline — the reference topics and the docstrings of the standard library and of every
 installed package (:func:`~jaxembed.text.corpus.general_documents`, a few hundred thousand
-sentence pairs) — once, and caches it (``~/.cache/jaxembed``, ``$XDG_CACHE_HOME`` honoured;
-keyed by its options and the Python version). A held-out 5 % of
+sentence pairs) — once, and caches it (:func:`jaxembed._cache.cache_root`; keyed by its
+options and the Python version). A held-out 5 % of
 the modules is never trained on: ``jaxembed bench retrieval`` measures on it.
 
 :meth:`Retriever.fit` fine-tunes a copy on a user's documents (their (sentence, next
@@ -42,13 +42,14 @@ import jax
 import numpy as np
 
 from jaxembed._atomic import write_text
+from jaxembed._cache import cache_root
 from jaxembed._validate import text_list
 from jaxembed.text.bm25 import BM25, ENGLISH_STOP_WORDS
 from jaxembed.text.corpus import Corpus, general_documents, held_out_module
 from jaxembed.text.hybrid import RANKINGS, hybrid_scores, tune_weight
 from jaxembed.text.retrieval_model import RetrievalModel, train_dual_encoder
 
-__all__ = ["GeneralConfig", "Retriever", "cache_root", "check_ranking", "unique_pairs"]
+__all__ = ["GeneralConfig", "Retriever", "check_ranking", "unique_pairs"]
 
 FORMAT = 1
 """Bumped when the cached general encoder changes form, so an old cache is rebuilt."""
@@ -59,14 +60,6 @@ def check_ranking(ranking: str) -> str:
     if ranking not in RANKINGS:
         raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}; got {ranking!r}")
     return ranking
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$XDG_CACHE_HOME/jaxembed``, else ``~/.cache/jaxembed``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "jaxembed"
 
 
 def _distributions() -> list[str]:
