@@ -16,7 +16,6 @@ The attach encoding's effect on cold items is measured, not asserted: on this pa
 not beat OOV buckets on the cold slice (docs/model.md has the figures).
 """
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -32,18 +31,12 @@ WORLD = data.SearchLogConfig(num_users=100, num_items=20_000, num_shops=1_000,
 SIZE, TRAIN_SHARE, MIN_COUNT = 300_000, 5 / 6, 5
 
 
-def _take(log: data.SearchLog, rows: np.ndarray) -> data.SearchLog:
-    columns = {f.name: getattr(log, f.name) for f in dataclasses.fields(log)}
-    return data.SearchLog(**{k: v[rows] if isinstance(v, np.ndarray) else v
-                             for k, v in columns.items()})
-
-
 def _split(world: data.SearchLogConfig) -> tuple[data.SearchLog, data.SearchLog, np.ndarray]:
     """(train, held, cold): the first 5/6 of the page views, the rest, and the held rows whose
     item has fewer than MIN_COUNT training impressions."""
     log = data.search_log(SIZE, seed=0, config=world)
     cut = int(np.searchsorted(log.pageview_id, log.pageview_id[int(SIZE * TRAIN_SHARE)]))
-    train, held = _take(log, np.arange(cut)), _take(log, np.arange(cut, SIZE))
+    train, held = log.take(np.arange(cut)), log.take(np.arange(cut, SIZE))
     return train, held, train.item_impressions[held.item_id] < MIN_COUNT
 
 

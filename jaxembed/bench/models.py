@@ -238,16 +238,10 @@ def split_search_log(rows: int, seed: int) -> tuple[pa.Table, pa.Table, pa.Table
     cuts = [int(np.searchsorted(log.pageview_id, log.pageview_id[int(rows * share)]))
             for share in (0.8, 0.9)]
     parts = np.split(np.arange(rows), cuts)
-    take = [_take(log, part) for part in parts]
+    take = [log.take(part) for part in parts]
     statistics = SearchStatistics.fit(take[0])
     train, valid, test = (search_table(part, statistics) for part in take)
     return train, valid, test, take[2].true_prob
-
-
-def _take(log: Any, rows: np.ndarray) -> Any:
-    columns = {f.name: getattr(log, f.name) for f in dataclasses.fields(log)}
-    return type(log)(**{k: v[rows] if isinstance(v, np.ndarray) else v
-                        for k, v in columns.items()})
 
 
 DATASETS = ("criteo", "search")

@@ -110,7 +110,8 @@ def measure(old_rows: int = 200_000, new_rows: int = 40_000, test_rows: int = 50
     _, figures["updated_warm_s"] = _timed(lambda: update(
         stale, day1, out=os.path.join(folder, "updated-again")))
     figures["updated_cached_s"] = _from_persistent_cache(
-        lambda name: update(stale, day1, out=os.path.join(folder, name)))
+        lambda name: update(stale, day1, out=os.path.join(folder, name)),
+        os.path.join(folder, "xla-cache"))
     refit, figures["refit_s"] = _timed(lambda: runs.fit(
         schema, pa.concat_tables([day0, day1]), model="wide_deep",
         out=os.path.join(folder, "refit"), **FIT))
@@ -131,30 +132,32 @@ def measure(old_rows: int = 200_000, new_rows: int = 40_000, test_rows: int = 50
     return figures
 
 
-def _from_persistent_cache(work: Any) -> float:
+def _from_persistent_cache(work: Any, folder: str) -> float:
     """Seconds of ``work("cached-1")`` run again as ``work("cached-2")`` with its compiled
-    programs dropped from memory but kept in a persistent compilation cache: what a new
-    process pays for the daily update once ``jaxembed`` has compiled it (the command line
-    keeps XLA's programs in ``~/.cache/jaxembed/xla``; :mod:`jaxembed._cache`), minus the
-    interpreter's start-up and imports."""
+    programs dropped from memory but kept in a persistent compilation cache in ``folder``:
+    what a new process pays for the daily update once ``jaxembed`` has compiled it (the
+    command line keeps XLA's programs in ``~/.cache/jaxembed/xla``; :mod:`jaxembed._cache`),
+    minus the interpreter's start-up and imports."""
     import jax
+    from jax.experimental.compilation_cache import compilation_cache
 
     from jaxembed.train import field_trainer
 
     options = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
     before = [getattr(jax.config, name) for name in options]
-    with tempfile.TemporaryDirectory(prefix="jaxembed-xla-") as cache:
-        jax.config.update(options[0], cache)
-        jax.config.update(options[1], 0.0)
-        try:
-            for name in ("cached-1", "cached-2"):
-                jax.clear_caches()
-                field_trainer._compiled_step.cache_clear()
-                field_trainer._compiled_predict.cache_clear()
-                _, seconds = _timed(lambda n=name: work(n))
-        finally:
-            for name, value in zip(options, before, strict=True):
-                jax.config.update(name, value)
+    jax.config.update(options[0], folder)
+    jax.config.update(options[1], 0.0)
+    compilation_cache.reset_cache()
+    try:
+        for name in ("cached-1", "cached-2"):
+            jax.clear_caches()
+            field_trainer._compiled_step.cache_clear()
+            field_trainer._compiled_predict.cache_clear()
+            _, seconds = _timed(lambda n=name: work(n))
+    finally:
+        for name, value in zip(options, before, strict=True):
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()
     return seconds
 
 

@@ -171,6 +171,12 @@ class SearchLog:
     def __len__(self) -> int:
         return int(self.label.shape[0])
 
+    def take(self, rows: np.ndarray) -> SearchLog:
+        """The log of the given rows (in their order), same cardinalities."""
+        return SearchLog(**{f.name: (v[rows] if isinstance(v := getattr(self, f.name),
+                                                            np.ndarray) else v)
+                            for f in fields(self)})
+
     @property
     def item_impressions(self) -> np.ndarray:
         """int64[num_items]: impressions of each item in this log (0 for unseen items)."""

@@ -65,6 +65,8 @@ class JobConfig:
     mesh: Any = None
     """A :class:`~jaxembed.train.field_sharding.MeshSpec` or a mesh shape such as ``"8"`` or
     ``"2x4"`` to shard the tables (None: one device)."""
+
+
 def world() -> data.SearchLogConfig:
     """The built-in data's world: sized so a few hundred thousand impressions cover it, with
     few users (300) who search often, so that each user's category preference can be learned
@@ -106,17 +108,11 @@ def _read(path: str) -> data.SearchLog:
     raise ValueError(f"--data {path!r}: expected a .csv or .parquet search log")
 
 
-def _take(log: data.SearchLog, rows: np.ndarray) -> data.SearchLog:
-    fields = {f.name: getattr(log, f.name) for f in dataclasses.fields(log)}
-    return data.SearchLog(**{k: (v[rows] if isinstance(v, np.ndarray) else v)
-                             for k, v in fields.items()})
-
-
 def _split_rows(log: data.SearchLog, share: float) -> tuple[data.SearchLog, data.SearchLog]:
     cut = int(len(log) * share)
     while 0 < cut < len(log) and log.pageview_id[cut] == log.pageview_id[cut - 1]:
         cut += 1  # never split a page view
-    return _take(log, np.arange(cut)), _take(log, np.arange(cut, len(log)))
+    return log.take(np.arange(cut)), log.take(np.arange(cut, len(log)))
 
 
 def _split_by_time(log: data.SearchLog):
