@@ -25,6 +25,7 @@ from jaxembed.commands.serving import add_export_parser
 BENCHMARKS = {
     "encoding": "jaxembed.bench.encoding",
     "encoding-csv": "jaxembed.bench.encoding_csv",
+    "fit-mesh": "jaxembed.bench.fit_mesh",
     "graph": "jaxembed.bench.graph",
     "job": "jaxembed.bench.job",
     "lookup": "jaxembed.bench.lookup",
