@@ -28,6 +28,7 @@ from jaxembed.commands.update import add_update_parser
 BENCHMARKS = {
     "encoding": "jaxembed.bench.encoding",
     "encoding-csv": "jaxembed.bench.encoding_csv",
+    "fit-mesh": "jaxembed.bench.fit_mesh",
     "graph": "jaxembed.bench.graph",
     "job": "jaxembed.bench.job",
     "join": "jaxembed.bench.join",

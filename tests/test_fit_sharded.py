@@ -180,9 +180,14 @@ def check_checkpoint_resumes_on_other_device_counts(tmp_path):
     schema, data = _schema(), _log()
     options = dict(model="lr", valid=_log(64, 1), batch_size=BATCH, patience=0)
     out = tmp_path / "run"
-    runs.fit(schema, data, out=out, epochs=1, mesh="8", **options)
-    probs = runs.predict(out, data)
+    sharded = runs.fit(schema, data, out=out, epochs=1, mesh="8", **options)
+    probs = runs.predict(out, data)  # the folder, on one device
     assert probs.shape == (256,) and runs.evaluate(out, data)["rows"] == 256
+    np.testing.assert_allclose(runs.predict(sharded, data), probs, **TOL)  # sharded scoring
+    from jaxembed import serving
+
+    serving.export(sharded, tmp_path / "served")  # the in-process sharded run exports
+    np.testing.assert_allclose(serving.load(tmp_path / "served")(data), probs, **TOL)
     runs.fit(schema, data, out=out, epochs=2, resume=True, **options)
     resumed = runs.fit(schema, data, out=out, epochs=3, resume=True,
                        mesh=MeshSpec("2x4", kind="table"), **options)

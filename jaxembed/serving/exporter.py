@@ -77,7 +77,8 @@ def prediction_function(run: Any) -> tuple[Any, dict[str, np.ndarray]]:
     if len(set(names)) != len(names):
         raise ValueError(f"parameter names are not unique: {names}")
     params = {name: np.asarray(leaf) for name, leaf in
-              zip(names, [*trainer.tables, *(leaf for _, leaf in rest_flat)], strict=True)}
+              zip(names, [*trainer.params()["tables"], *(leaf for _, leaf in rest_flat)],
+                  strict=True)}
     model_probabilities = trainer.probability_function()
 
     rate = run.config.negative_rate

@@ -248,16 +248,25 @@ class FieldPlacement:
         return {name: jax.tree.unflatten(treedef, out[name]) for name in names}
 
     def logical_tables(self, stored: Sequence[Mapping[str, jax.Array]]) -> list[jax.Array]:
-        """The ``[V, K]`` tables of the sharded storage, in table order."""
+        """The ``[V, K]`` tables of the sharded storage, in table order (one jitted program;
+        ready when returned)."""
+        return jax.block_until_ready(_compiled_logical(self, False)(list(stored)))
+
+    def logical(self, stored: Sequence[Mapping[str, jax.Array]],
+                states: Sequence[Mapping[str, Any]]) -> tuple[list, list]:
+        """The logical tables and the rule state of every table, as the one-device trainer
+        holds them (one jitted program; ready when returned)."""
+        return jax.block_until_ready(_compiled_logical(self, True)(list(stored), list(states)))
+
+    def _tables_of(self, stored: Sequence[Mapping[str, jax.Array]]) -> list[jax.Array]:
         tables: dict[int, jax.Array] = {}
         for (layout, members), storage in zip(self.groups, stored, strict=True):
-            logical = _from_storage(layout, self, dict(storage))
+            logical = layout.from_storage(dict(storage))
             for i in members:
-                tables[i] = logical[self.keys[i]]
+                tables[i] = self._placed(logical[self.keys[i]])
         return [tables[i] for i in range(len(self.keys))]
 
-    def logical_states(self, states: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """The rule state of every table, as the one-device trainer holds it."""
+    def _states_of(self, states: Sequence[Mapping[str, Any]]) -> list[Any]:
         out: dict[int, Any] = {}
         for (layout, members), state in zip(self.groups, states, strict=True):
             names = list(layout.storage_shapes())
@@ -267,15 +276,18 @@ class FieldPlacement:
             per_table: dict[int, list] = {i: [] for i in members}
             for j, leaf in enumerate(leaves[names[0]]):
                 if tuple(leaf.shape) == shapes[names[0]]:
-                    logical = _from_storage(layout, self, {n: leaves[n][j] for n in names})
+                    logical = layout.from_storage({n: leaves[n][j] for n in names})
                     for i in members:
-                        per_table[i].append(logical[self.keys[i]])
+                        per_table[i].append(self._placed(logical[self.keys[i]]))
                 else:
                     for i in members:
-                        per_table[i].append(leaf)
+                        per_table[i].append(self._placed(leaf))
             for i in members:
                 out[i] = jax.tree.unflatten(treedef, per_table[i])
         return [out[i] for i in range(len(self.keys))]
+
+    def _placed(self, x: jax.Array) -> jax.Array:
+        return jax.lax.with_sharding_constraint(x, self.logical_sharding(tuple(x.shape)))
 
     def describe(self) -> list[dict[str, Any]]:
         """Each group's layout (JSON-able)."""
@@ -300,18 +312,15 @@ def _host(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _from_storage(layout: sharding_layout.Layout, placement: FieldPlacement,
-                  storage: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """``layout.from_storage`` under ``jit``, each logical array placed by
-    :meth:`FieldPlacement.logical_sharding` (works on arrays spanning processes)."""
-    shardings = tuple((name, placement.logical_sharding((v, k))) for name, v, k in layout.shapes)
-    return _compiled_from_storage(layout, shardings)(storage)
-
-
-@functools.lru_cache(maxsize=64)
-def _compiled_from_storage(layout: sharding_layout.Layout,
-                           shardings: tuple[tuple[str, NamedSharding], ...]) -> Any:
-    return jax.jit(layout.from_storage, out_shardings=dict(shardings))
+@functools.lru_cache(maxsize=16)
+def _compiled_logical(placement: FieldPlacement, with_states: bool) -> Any:
+    """Sharded storage → logical arrays, every table (and state) in one jitted program: one
+    program in flight rather than one per array (on CPU devices, many small collective
+    programs dispatched at once can starve the collectives' rendezvous)."""
+    if with_states:
+        return jax.jit(lambda stored, states: (placement._tables_of(stored),
+                                               placement._states_of(states)))
+    return jax.jit(placement._tables_of)
 
 
 def plan_fields(trainer: FieldTrainer, mesh: Mesh, *, kind: str = "row", strategy: str = "mod",
@@ -392,9 +401,9 @@ class ShardedFieldTrainer(FieldTrainer):
         self.rest = self._replicate(params["rest"])
 
     def payload(self) -> dict:
-        return {"tables": self.logical_tables(),
-                "table_states": self.placement.logical_states(self.table_states),
-                "rest": self.rest, "dense_state": self.dense_state}
+        tables, states = self.placement.logical(self.tables, self.table_states)
+        return {"tables": tables, "table_states": states, "rest": self.rest,
+                "dense_state": self.dense_state}
 
     def load(self, payload: Mapping[str, Any]) -> None:
         """Take a logical payload (from either trainer, any device or process count)."""
