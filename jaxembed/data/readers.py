@@ -179,7 +179,7 @@ def _parquet(path: str, plan: ColumnPlan, batch_rows: int) -> Iterator[pa.Record
     columns = list(plan.types)
     for name in files:
         try:
-            handle = pq.ParquetFile(name)
+            handle = pq.ParquetFile(name, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as err:
             raise DataError(f"data {name!r} is not readable Parquet: {err}") from None
         with handle:
