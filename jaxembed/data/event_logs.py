@@ -83,8 +83,10 @@ def _parquet(path: str, columns: Sequence[str] | None, batch_rows: int,
     try:
         for name in dataset.files:
             with pq.ParquetFile(name, pre_buffer=False) as handle:
-                yield from handle.iter_batches(batch_size=batch_rows, columns=None if columns
-                                               is None else list(columns))
+                for group in range(handle.num_row_groups):  # one at a time: see readers
+                    yield from handle.iter_batches(
+                        batch_size=batch_rows, row_groups=[group],
+                        columns=None if columns is None else list(columns))
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(f"{what} {path!r}: {str(err).splitlines()[0]}") from None
 

@@ -367,7 +367,9 @@ class ShardedFieldTrainer(FieldTrainer):
         config: the fit configuration; ``batch_size`` is the global batch and must be a
             multiple of the mesh's device count.
         mesh: the device mesh (:func:`make_mesh`); the tables go over its last axis.
-        kind, strategy, route: the layout (:class:`MeshSpec`).
+        kind: the layout kind (``row``, ``column``, ``table``; :class:`MeshSpec`).
+        strategy: row placement, ``mod`` or ``div``.
+        route: the row-wise lookup route, ``all_gather`` or ``all_to_all``.
     """
 
     def __init__(self, model: nnx.Module, config: FitConfig, mesh: Mesh, *,
