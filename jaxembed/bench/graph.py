@@ -22,7 +22,11 @@ before), of gensim on the same walks, and of PecanPy walks + gensim, on a harder
 (``nodes`` nodes, ``blocks`` blocks, mean degree 10, 40 % of it inside the block: the 80 %
 model above is solved perfectly by every trainer) and on an LFR benchmark graph (1000 nodes,
 mixing 0.4, :func:`jaxembed.graph.generate.lfr_graph`), the held-out check: pool sizes were
-chosen on other block-model seeds (100, 101), never on these graphs.
+chosen on other block-model seeds (100, 101), never on these graphs; and on a real labelled
+graph, Zachary's karate club (34 members, the two factions after the split; networkx ships it),
+where the seed changes only the walks and the training. Its last row is the **paired**
+difference, our lane trainer minus gensim on the same walks, per seed: mean (min..max). The
+graphs' seed-to-seed spread cancels in it, so a trainer gap shows as a range that excludes 0.
 
 Ratios are ``jaxembed / peer`` (below 1: jaxembed is faster). Peers are optional: a missing
 one prints "not installed".
@@ -223,7 +227,7 @@ def quality(nodes: int = 1000, blocks: int = 10, seeds: int = 3, walk_length: in
     the table and returns ``{graph: {trainer: [f1 per seed]}}``."""
     from jaxembed.bench.peers import import_gensim_word2vec, import_pecanpy
     from jaxembed.graph.csr import Graph
-    from jaxembed.graph.generate import lfr_graph
+    from jaxembed.graph.generate import karate_club, lfr_graph
     from jaxembed.graph.skipgram import Corpus, train_skipgram
     from jaxembed.graph.walks import random_walks
 
@@ -237,6 +241,7 @@ def quality(nodes: int = 1000, blocks: int = 10, seeds: int = 3, walk_length: in
         f"SBM {nodes} nodes, {blocks} blocks, degree 10, 40 % inside":
             lambda s: _sbm(nodes, blocks, 10.0, s, inside=0.4),
         "LFR 1000 nodes, mu 0.4 (held out)": lambda s: tuple(lfr_graph(1000, 0.4, s))[:3],
+        "karate club (real, 2 factions)": lambda s: tuple(karate_club())[:3],
     }
     trainers = ["lane (default)", "center (before)", "gensim, same walks", "PecanPy + gensim"]
     results: dict[str, dict[str, list[float]]] = {}
@@ -275,11 +280,22 @@ def quality(nodes: int = 1000, blocks: int = 10, seeds: int = 3, walk_length: in
             v = results[name][trainer]
             cells.append(f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" if v else "-")
         print(f"{trainer:<22}" + "".join(f"{c:>36}" for c in cells))
+    if all(results[name]["gensim, same walks"] for name in graphs):
+        print(f"{'lane - gensim, paired':<22}" + "".join(
+            f"{_paired(results[name]['lane (default)'], results[name]['gensim, same walks']):>36}"
+            for name in graphs))
     if seconds["gensim, same walks"] > 0:
         print("training seconds over all graphs: " + ", ".join(
             f"{t} {sec:.1f}" for t, sec in seconds.items())
             + f"; lane / gensim {seconds['lane (default)'] / seconds['gensim, same walks']:.2f}")
     return results
+
+
+def _paired(ours: list[float], peer: list[float]) -> str:
+    """The per-seed difference ``ours - peer`` on the same walks: mean (min-max). A trainer
+    difference shows as a shift of the whole range; seed-to-seed spread of the graphs cancels."""
+    diff = np.asarray(ours) - np.asarray(peer)
+    return f"{diff.mean():+.3f} ({diff.min():+.3f}..{diff.max():+.3f})"
 
 
 def _pecanpy_walks(pecanpy: Any, src: np.ndarray, dst: np.ndarray, p: float, q: float,
