@@ -23,21 +23,22 @@ __version__ = "0.1.0"
 
 # Subpackages load on first use (``je.optim.ftrl``, ``je.graph.node2vec`` ...), so that
 # ``import jaxembed`` stays as light as the core.
-_SUBPACKAGES = ("data", "encoding", "features", "graph", "metrics", "models", "nn", "optim",
+_SUBPACKAGES = ("data", "encoding", "graph", "metrics", "models", "nn", "optim",
                 "serving", "sharding", "stream", "text", "train")
 
 
-# ``je.fit``, ``je.evaluate``, ``je.predict``: the own-data path (jaxembed.train.runs);
+# ``je.fit``: the own-data path (jaxembed.train.runs); ``je.evaluate``, ``je.predict``: scoring a
+# fitted run (jaxembed.train.scoring);
 # ``je.update``: the online phase on a fitted run (jaxembed.train.update).
-_RUNS = ("fit", "evaluate", "predict", "update")
+_RUNS = {"fit": "jaxembed.train.runs", "evaluate": "jaxembed.train.scoring",
+         "predict": "jaxembed.train.scoring", "update": "jaxembed.train.update"}
 
 
 def __getattr__(name: str):
     if name in _RUNS:
         import importlib
 
-        module = importlib.import_module(
-            "jaxembed.train.update" if name == "update" else "jaxembed.train.runs")
+        module = importlib.import_module(_RUNS[name])
         value = getattr(module, name)
         globals()[name] = value
         return value

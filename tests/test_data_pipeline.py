@@ -24,7 +24,7 @@ from jaxembed.data.schema import Schema, SchemaError, criteo_schema
 from jaxembed.data.vocabularies import FieldVocab, Vocabularies
 from jaxembed.encoding.hashing import GAMMA, mix64, seed_key
 from jaxembed.encoding.vocab import Vocabulary
-from jaxembed.train import runs
+from jaxembed.train import runs, scoring
 
 ISSUE_SCHEMA = """
 [label]
@@ -362,17 +362,17 @@ def test_fit_evaluate_predict(schema: Schema, tmp_path) -> None:
     summary = json.loads((tmp_path / "run" / "fit.json").read_text())
     assert summary["examples_per_s"] > 0 and summary["wall_s"] > 0
     assert [e["epoch"] for e in summary["epochs"]] == list(range(1, len(run.history) + 1))
-    figures = runs.evaluate(tmp_path / "run", test)
+    figures = scoring.evaluate(tmp_path / "run", test)
     assert figures["rows"] == 800 and figures["auc"] > 0.7
-    probs = runs.predict(tmp_path / "run", test.drop_columns(["clicked"]))
+    probs = scoring.predict(tmp_path / "run", test.drop_columns(["clicked"]))
     loaded = runs.Run.load(tmp_path / "run")
     assert all(np.array_equal(a, b) for a, b in zip(_params(run), _params(loaded), strict=True))
-    _, scored, _ = runs.labelled_scores(loaded, test)
+    _, scored, _ = scoring.labelled_scores(loaded, test)
     np.testing.assert_allclose(probs, scored, rtol=1e-6)
     # values never seen in training go to the OOV buckets
     unseen = test.set_column(1, "user", pa.array([f"new{i}" for i in range(800)]))
-    assert np.isfinite(runs.predict(loaded, unseen)).all()
-    written = runs.predict_to(loaded, test, tmp_path / "scores.parquet")
+    assert np.isfinite(scoring.predict(loaded, unseen)).all()
+    written = scoring.predict_to(loaded, test, tmp_path / "scores.parquet")
     assert written == 800
     np.testing.assert_allclose(pq.read_table(tmp_path / "scores.parquet")["score"], probs)
     with pytest.raises(ValueError, match="already holds a fitted run"):
@@ -461,5 +461,5 @@ def test_fit_comes_within_002_of_bayes_on_generated_criteo(tmp_path) -> None:
     bayes = auc(test["label"].to_numpy(), p)
     run = runs.fit(criteo_schema(min_count=1), train, model="fm", out=tmp_path / "run",
                    epochs=3)
-    got = runs.evaluate(run, test)["auc"]
+    got = scoring.evaluate(run, test)["auc"]
     assert bayes - got < 0.02, (bayes, got)

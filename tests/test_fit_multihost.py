@@ -160,9 +160,9 @@ def test_two_process_fit_agrees_with_one_device(tmp_path):
     best = [np.asarray(x) for x in jax.tree.leaves(run.trainer.params())]
     for i, leaf in enumerate(best):  # the run folder holds what the processes ended with
         np.testing.assert_array_equal(leaf, got[0][f"arr_{i}"])
-    from jaxembed.train import runs
+    from jaxembed.train import scoring
 
-    assert np.isfinite(runs.predict(run, os.path.join(folder, "valid.parquet"))).all()
+    assert np.isfinite(scoring.predict(run, os.path.join(folder, "valid.parquet"))).all()
 
 
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "WORKER":

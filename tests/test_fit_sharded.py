@@ -33,7 +33,7 @@ from jaxembed.data.schema import Schema
 from jaxembed.data.vocabularies import Vocabularies
 from jaxembed.models import registry
 from jaxembed.sharding.launch import run_pytest
-from jaxembed.train import runs
+from jaxembed.train import runs, scoring
 from jaxembed.train.field_sharding import MeshSpec, ShardedFieldTrainer, make_mesh
 from jaxembed.train.field_trainer import FieldTrainer, FitConfig
 
@@ -181,9 +181,9 @@ def check_checkpoint_resumes_on_other_device_counts(tmp_path):
     options = dict(model="lr", valid=_log(64, 1), batch_size=BATCH, patience=0)
     out = tmp_path / "run"
     sharded = runs.fit(schema, data, out=out, epochs=1, mesh="8", **options)
-    probs = runs.predict(out, data)  # the folder, on one device
-    assert probs.shape == (256,) and runs.evaluate(out, data)["rows"] == 256
-    np.testing.assert_allclose(runs.predict(sharded, data), probs, **TOL)  # sharded scoring
+    probs = scoring.predict(out, data)  # the folder, on one device
+    assert probs.shape == (256,) and scoring.evaluate(out, data)["rows"] == 256
+    np.testing.assert_allclose(scoring.predict(sharded, data), probs, **TOL)  # sharded scoring
     from jaxembed import serving
 
     serving.export(sharded, tmp_path / "served")  # the in-process sharded run exports
@@ -225,7 +225,7 @@ def check_update_of_a_sharded_run(tmp_path):
     updated = je.update(fitted, _log(128, 2), out=tmp_path / "updated", batch_size=BATCH)
     lineage = json.loads((tmp_path / "updated" / "lineage.json").read_text())
     assert lineage["optimizer_state"] == "continued" and lineage["rows"] == 128
-    assert np.all(np.isfinite(runs.predict(updated, data)))
+    assert np.all(np.isfinite(scoring.predict(updated, data)))
 
 
 def test_on_8_virtual_cpu_devices():

@@ -173,7 +173,7 @@ def test_a_downsampled_fit_predicts_the_true_rate(tmp_path):
     the true click rate; uncalibrated they would average the down-sampled rate. The served
     function applies the same calibration."""
     from jaxembed.serving import export, load
-    from jaxembed.train import runs
+    from jaxembed.train import runs, scoring
 
     impressions, clicks, _ = event_logs(30_000, 6, base=-4.5)  # about 5% clicked
     joined = tmp_path / "joined.parquet"
@@ -188,12 +188,12 @@ def test_a_downsampled_fit_predicts_the_true_rate(tmp_path):
     test_imp, test_clk, p_true = event_logs(10_000, 7, base=-4.5)
     truth = pa.Table.from_batches(list(join_batches(
         test_imp, test_clk, JoinConfig(key="pageview_id", window=60, time="ts"))))
-    probs = runs.predict(tmp_path / "run", test_imp)
+    probs = scoring.predict(tmp_path / "run", test_imp)
     rate = p_true.mean()  # the expected click rate of the held-out impressions
     assert abs(probs.mean() - rate) < 0.15 * rate, (probs.mean(), rate)
     raw = pq.read_table(joined)["label"].to_numpy().mean()
     assert raw > 4 * rate  # the rate an uncalibrated model is fitted to
-    figures = runs.evaluate(tmp_path / "run", truth)
+    figures = scoring.evaluate(tmp_path / "run", truth)
     assert abs(figures["calibration"] - 1) < 0.2 and figures["auc"] > 0.65
     served = load(export(run, tmp_path / "served", platforms=("cpu",)))
     np.testing.assert_allclose(served(test_imp.slice(0, 500)), probs[:500], rtol=1e-4)

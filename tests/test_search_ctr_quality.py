@@ -24,7 +24,7 @@ from jaxembed import data
 from jaxembed.data.search_schema import search_schema, search_table
 from jaxembed.data.search_stats import SearchStatistics
 from jaxembed.metrics import auc
-from jaxembed.train import runs
+from jaxembed.train import runs, scoring
 
 WORLD = data.SearchLogConfig(num_users=100, num_items=20_000, num_shops=1_000,
                              num_categories=100, num_brands=500)
@@ -44,7 +44,7 @@ def _fit_predict(train: data.SearchLog, held: data.SearchLog, schema) -> np.ndar
     statistics = SearchStatistics.fit(train)
     run = runs.fit(schema, search_table(train, statistics),
                    valid=search_table(held, statistics), model="search_ctr")
-    return runs.predict(run, search_table(held, statistics))
+    return scoring.predict(run, search_table(held, statistics))
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from jaxembed.data.schema import Schema
 from jaxembed.serving import ServingError
 from jaxembed.serving.folder import FUNCTION, MANIFEST, VOCABULARIES
 from jaxembed.serving.served import padded_size
-from jaxembed.train import runs
+from jaxembed.train import runs, scoring
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,7 +76,7 @@ def test_served_scores_equal_predict_with_unseen_values(fitted, fresh, model):
                                  labels=False)
     vocab = run.vocabularies.tables["C1"]
     assert (encoded["ids/C1"] >= len(vocab.tokens)).any(), "no OOV value in the test log"
-    expected = runs.predict(run, fresh)
+    expected = scoring.predict(run, fresh)
     got = je.serving.load(served)(fresh)
     assert got.dtype == np.float64 and got.shape == (fresh.num_rows,)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -107,7 +107,7 @@ def test_records_need_only_feature_columns_and_integer_ids_read_as_text(fitted, 
         for extra in ("label", "C5", "C9"):  # label and group are not needed for a score
             del r[extra]
     expected = model(records)
-    np.testing.assert_allclose(expected, runs.predict(run, fresh.slice(0, 5)), rtol=1e-5,
+    np.testing.assert_allclose(expected, scoring.predict(run, fresh.slice(0, 5)), rtol=1e-5,
                                atol=1e-6)
     # an integer id in a categorical column is its decimal text, as in a file
     as_int = [dict(r, C4=123) for r in records]
@@ -292,7 +292,7 @@ def test_export_command(fitted, tmp_path, capsys):
     out = tmp_path / "served"
     assert main(["export", "--run", run.path, "--out", str(out), "--platforms", "cpu"]) == 0
     assert "exported" in capsys.readouterr().out
-    np.testing.assert_allclose(je.serving.load(out)(log(4, 3)), runs.predict(run, log(4, 3)),
+    np.testing.assert_allclose(je.serving.load(out)(log(4, 3)), scoring.predict(run, log(4, 3)),
                                rtol=1e-5, atol=1e-6)
     assert main(["export", "--run", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "none" in capsys.readouterr().err

@@ -6,7 +6,7 @@ probability is known, so the Bayes AUC is printed too) is cut into train / valid
 
 * **jaxembed**: ``runs.fit(criteo_schema(), train, valid=valid, model=NAME)`` at its defaults
   (:class:`~jaxembed.train.field_trainer.FitConfig` and the model's own), early stopping on
-  the validation AUC with ``patience``, the best epoch kept; then ``runs.evaluate`` on test.
+  the validation AUC with ``patience``, the best epoch kept; then ``scoring.evaluate`` on test.
 * **DeepCTR-Torch** (when ``deepctr_torch`` is installed): its model of the same name fed the
   *same encoded features* — the ids the fitted run's vocabularies give (``SparseFeat`` per
   field, vocabulary size = our table's rows) and the same transformed, standardized dense
@@ -49,7 +49,7 @@ from jaxembed.data.criteo_like import criteo_like
 from jaxembed.data.loader import EpochSource, Store
 from jaxembed.data.readers import record_batches
 from jaxembed.data.schema import criteo_schema
-from jaxembed.train import runs
+from jaxembed.train import runs, scoring
 from jaxembed.train.evaluate import report
 from jaxembed.train.field_trainer import FieldTrainer, FitConfig
 
@@ -314,7 +314,7 @@ def _run_on(data: str, rows: int, seed: int, models: str | None, epochs: int | N
         fitted = runs.fit(schema, train, valid=valid, model=name,
                           out=os.path.join(work, data, name), **options)
         fit_s = time.perf_counter() - tick
-        ours = runs.evaluate(fitted, test)
+        ours = scoring.evaluate(fitted, test)
         train_store = Store.open(os.path.join(fitted.path, "cache", "train"))
         rate = step_rate(fitted.trainer, train_store, fitted.config.batch_size, steps, warmup,
                          seed)

@@ -41,7 +41,7 @@ import pyarrow as pa
 from jaxembed.bench.timing import machine
 from jaxembed.data.schema import Schema
 from jaxembed.data.search_log import SearchLog, search_log
-from jaxembed.train import runs
+from jaxembed.train import runs, scoring
 from jaxembed.train.update import UPDATE_LEARNING_RATE, update
 
 SCHEMA = {
@@ -121,14 +121,14 @@ def measure(old_rows: int = 200_000, new_rows: int = 40_000, test_rows: int = 50
     figures["stale_epochs"], figures["refit_epochs"] = stale.history, refit.history
     for name, run in (("stale", stale), ("updated", updated), ("refit", refit),
                       ("tuned", tuned)):
-        figures[name] = runs.evaluate(run, day2)
+        figures[name] = scoring.evaluate(run, day2)
     cut = int(new_rows * 0.8)
     figures["sweep"] = {}
     for rate in sweep:
         swept = update(stale, day1.slice(0, cut), out=os.path.join(folder, f"sweep-{rate:g}"),
                        learning_rate=rate)
-        figures["sweep"][rate] = runs.evaluate(swept, day1.slice(cut))["auc"]
-    figures["sweep_stale"] = runs.evaluate(stale, day1.slice(cut))["auc"]
+        figures["sweep"][rate] = scoring.evaluate(swept, day1.slice(cut))["auc"]
+    figures["sweep_stale"] = scoring.evaluate(stale, day1.slice(cut))["auc"]
     return figures
 
 

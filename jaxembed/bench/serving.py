@@ -70,7 +70,8 @@ def run(rows: int = 100_000, train_rows: int = 20_000, model: str = "wide_deep",
     from jaxembed.data.schema import criteo_schema
     from jaxembed.serving import load
     from jaxembed.serving.exporter import folder_bytes, timed_export
-    from jaxembed.train.runs import fit, predict
+    from jaxembed.train.runs import fit
+    from jaxembed.train.scoring import predict
 
     print(f"# jaxembed bench serving — {machine()}")
     figures: dict[str, Any] = {"rows": rows, "model": model}

@@ -151,7 +151,8 @@ def _check_run(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from jaxembed._atomic import write_text
     from jaxembed.train.plots import save_plots
-    from jaxembed.train.runs import Run, labelled_scores, metrics_of
+    from jaxembed.train.runs import Run
+    from jaxembed.train.scoring import labelled_scores, metrics_of
 
     run = Run.load(args.run)
     labels, probs, groups = labelled_scores(run, args.data)
@@ -173,7 +174,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from jaxembed.train.runs import predict_to
+    from jaxembed.train.scoring import predict_to
 
     rows = predict_to(args.run, args.data, args.out)
     print(f"wrote {rows:,} scores to {os.path.abspath(args.out)}", file=sys.stderr)

@@ -40,7 +40,7 @@ from jaxembed import data
 from jaxembed.data.search_schema import search_schema, search_table
 from jaxembed.data.search_stats import SearchStatistics
 from jaxembed.stream.replay import StreamConfig, replay
-from jaxembed.train import runs
+from jaxembed.train import runs, scoring
 from jaxembed.train.update import update
 
 
@@ -142,8 +142,8 @@ def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     offline = runs.fit(search_schema(), train_t, valid=held_t, model="search_ctr",
                        out=os.path.join(config.out_dir, "offline"), resume=config.resume,
                        progress=True, **fit_options)
-    offline_eval = runs.evaluate(offline, held_t)
-    before = runs.evaluate(offline, online_eval_t)
+    offline_eval = scoring.evaluate(offline, held_t)
+    before = scoring.evaluate(offline, online_eval_t)
 
     online_start = time.perf_counter()
     rows, _, joined = replay(stream, dataclasses.replace(config.stream, seed=config.seed))
@@ -160,7 +160,7 @@ def run(config: JobConfig, console: Console | None = None) -> dict[str, Any]:
     updated = update(offline, examples, out=online_out,
                      **{"negative_rate": config.stream.negative_rate, **config.online})
     online_seconds = time.perf_counter() - online_start
-    after = runs.evaluate(updated, online_eval_t)
+    after = scoring.evaluate(updated, online_eval_t)
     figures = {
         "bayes_auc_period0": data.bayes_auc(held), "bayes_auc_period1": data.bayes_auc(online_eval),
         "offline": offline_eval, "online_before": before, "online_after": after,

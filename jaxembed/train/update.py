@@ -88,10 +88,9 @@ from jaxembed.train.runs import (
     RUN_FORMAT,
     Run,
     _console,
-    labelled_scores,
-    metrics_of,
     optimizer_state,
 )
+from jaxembed.train.scoring import labelled_scores, metrics_of
 
 __all__ = ["UPDATE_LEARNING_RATE", "Growth", "check_log", "online_config", "plan_growth",
            "update"]
