@@ -394,6 +394,16 @@ def test_rows_in_is_the_rule_on_the_masked_gradient_and_frozen_is_the_identity(p
     np.testing.assert_array_equal(np.asarray(still), table)
 
 
+@functools.cache
+def _accumulated_pair(name: str, k: int):
+    """``(rule, sparse_accumulated(rule, k))`` and their jitted updates, built once per
+    name so that the drawn examples (fixed shape buckets) reuse the compiled programs."""
+    rule = {"adagrad": PAIRS["adagrad"][0], "ftrl": sparse_ftrl(**FTRL_KW),
+            "adam": sparse_adam(0.1)}[name]
+    accumulated = sparse_accumulated(rule, k)
+    return rule, accumulated, jax.jit(rule.update), jax.jit(accumulated.update)
+
+
 @given(problems(), st.sampled_from(["adagrad", "ftrl", "adam"]))
 def test_accumulated_rule_is_the_rule_on_k_batches_at_once(problem, name):
     r"""``sparse_accumulated(rule, k)`` over batches :math:`b_1 .. b_{2k}` == ``rule`` over
@@ -403,23 +413,21 @@ def test_accumulated_rule_is_the_rule_on_k_batches_at_once(problem, name):
     table, batches = problem
     k = 2
     batches = (batches * 2)[: 2 * k]
-    rule = {"adagrad": PAIRS["adagrad"][0], "ftrl": sparse_ftrl(**FTRL_KW),
-            "adam": sparse_adam(0.1)}[name]
+    rule, accumulated, rule_update, accumulated_update = _accumulated_pair(name, k)
     if name == "ftrl":
         table = np.zeros_like(table)
-    accumulated = sparse_accumulated(rule, k)
     a_table, a_state = jnp.array(table), accumulated.init(jnp.array(table))
     r_table, r_state = jnp.array(table), rule.init(jnp.array(table))
     for start in range(0, len(batches), k):
         group = batches[start:start + k]
         for j, (ids, rows) in enumerate(group):
             held = a_table
-            a_table, a_state = accumulated.update(a_table, a_state, ids, rows)
+            a_table, a_state = accumulated_update(a_table, a_state, ids, rows)
             if j < k - 1:
                 np.testing.assert_array_equal(np.asarray(a_table), np.asarray(held))
         ids = np.concatenate([g[0] for g in group])
         rows = np.concatenate([g[1] for g in group]) / k
-        r_table, r_state = rule.update(r_table, r_state, ids, rows.astype(np.float32))
+        r_table, r_state = rule_update(r_table, r_state, ids, rows.astype(np.float32))
         _close(a_table, r_table, f"accumulated {name}: table after group {start // k}")
         for a, b in zip(jax.tree.leaves(a_state.inner), jax.tree.leaves(r_state), strict=True):
             _close(a, b, f"accumulated {name}: state after group {start // k}")
