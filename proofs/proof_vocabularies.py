@@ -12,7 +12,8 @@ r"""Counting and looking up in Arrow equal their literal twins.
   dictionary entry once, ``id(x_i) = id(d_{k_i})``, equals :meth:`FieldVocab.ids` of the
   decoded column (filled with the missing value when one is given), for 0, 1 and several OOV
   buckets, dictionaries with unused and repeated entries and null rows; with no OOV bucket
-  both raise the same error, naming the first row's out-of-vocabulary value.
+  both raise the same error, naming the first row's out-of-vocabulary value (not the first
+  such dictionary entry, and not an unused one).
 """
 
 from __future__ import annotations
@@ -84,3 +85,21 @@ def test_dictionary_ids_equal_ids_of_decoded(tokens, values, data, buckets, null
     fast = vocab.dictionary_ids(column, "field 'f'", null_value)
     assert fast.dtype == np.int64
     np.testing.assert_array_equal(fast, literal)
+
+
+@pytest.mark.parametrize("entries, keys, named", [
+    (["c", "b", "z"], [None, 1, 0], "b"),  # the first row's value, not the dictionary's first
+    (["z", "a", "c"], [1, 2, 1], "c"),  # an unused OOV entry ("z") is no error
+    (["a", "z"], [0, None, 0], None),  # only in-vocabulary rows: no error
+])
+def test_no_bucket_error_names_the_first_row(entries, keys, named):
+    vocab = FieldVocab(["a"], [1], oov_buckets=0)
+    column = pa.DictionaryArray.from_arrays(pa.array(keys, pa.int32()), pa.array(entries))
+    if named is None:
+        np.testing.assert_array_equal(vocab.dictionary_ids(column, "f"),
+                                      vocab.ids(column.dictionary_decode(), "f"))
+        return
+    for lookup in (lambda: vocab.ids(column.dictionary_decode(), "f"),
+                   lambda: vocab.dictionary_ids(column, "f")):
+        with pytest.raises(DataError, match=f"value '{named}' is not in the vocabulary"):
+            lookup()
