@@ -67,6 +67,15 @@ def test_tally_equals_counter(pieces, data, missing, min_count, max_size, merge_
     assert all(type(c) is int for c in fast.counts)
 
 
+def test_a_repeated_dictionary_entry_is_one_value():
+    """One piece whose dictionary holds "a" twice, both copies used: one token, count 2."""
+    tally = Tally()
+    tally.add(pa.DictionaryArray.from_arrays(pa.array([0, 2, 1], pa.int32()),
+                                             pa.array(["a", "b", "a"])))
+    vocab = FieldVocab.from_tally(tally)
+    assert (vocab.tokens, vocab.counts) == (["a", "b"], [2, 1])
+
+
 @given(st.lists(TEXT, max_size=8, unique=True), VALUES, st.data(), st.integers(0, 3),
        st.sampled_from([None, ""]), st.integers(0, 2**32))
 def test_dictionary_ids_equal_ids_of_decoded(tokens, values, data, buckets, null_value, seed):

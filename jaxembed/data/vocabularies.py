@@ -107,7 +107,7 @@ class Tally:
             self._merge()
 
     def _merge(self) -> None:
-        if len(self._values) > 1:
+        if self._waiting:  # even one piece: a dictionary may repeat an entry
             table = pa.table({"value": pa.chunked_array(self._values, pa.string()),
                               "count": np.concatenate(self._counts)})
             summed = table.group_by("value", use_threads=False).aggregate([("count", "sum")])
