@@ -15,7 +15,8 @@ a field has one width and ``jit`` compiles once. :meth:`Encoder.bags` makes the 
 (one :class:`~jaxembed.Bags` per field) of rows of a chunk.
 
 Per kind (see :mod:`jaxembed.data.schema`): a vocabulary lookup (:class:`FieldVocab
-<jaxembed.data.vocabularies.FieldVocab>`), a stable hash into ``buckets``, the attach rule
+<jaxembed.data.vocabularies.FieldVocab>`; a dictionary-encoded column is looked up on its
+dictionary), a stable hash into ``buckets``, the attach rule
 (the first warm level along ``[value, *parents]``, ids offset level by level, then hashed OOV
 buckets), a ``k``-hot random code (:func:`jaxembed.encoding.random_code`) of the value's hash,
 quantile buckets of a number (``bucket = #{boundaries <= x}``, the missing bucket last).
@@ -131,13 +132,20 @@ class Encoder:
             row = int(np.argmax(np.asarray(pc.is_null(column))))
             raise DataError(f"field {f.name!r}: row {_row(row, start)} of column {f.column!r} "
                             f"is missing (missing = \"error\")")
-        return column.fill_null(MISSING) if f.missing == "category" else column
+        if f.missing != "category" or pa.types.is_dictionary(column.type):
+            return column  # a dictionary column's nulls are filled in its lookup
+        return column.fill_null(MISSING)
 
     def _ids(self, batch: pa.RecordBatch, f: Field, start: int | None) -> np.ndarray:
         column = self._missing(batch.column(f.column), f, start)
         where = f"field {f.name!r}"
         if f.kind == "categorical":
-            ids = self.vocabularies.tables[f.table].ids(column, where)[:, None]
+            vocab = self.vocabularies.tables[f.table]
+            if pa.types.is_dictionary(column.type):
+                null_value = MISSING if f.missing == "category" else None
+                ids = vocab.dictionary_ids(column, where, null_value)[:, None]
+            else:
+                ids = vocab.ids(column, where)[:, None]
         elif f.kind in ("multi", "segment"):
             ids = self._multi(column, f, where)
         elif f.kind == "hashed":

@@ -16,8 +16,12 @@
 Every batch holds exactly :attr:`Schema.columns <jaxembed.data.schema.Schema.columns>`, typed:
 the label and dense columns ``float64``, every other column ``string`` (an integer id column
 becomes its decimal text, so a vocabulary is the same whatever the file format). Empty CSV
-cells are missing (null). Problems raise :class:`DataError` naming the file, the column, and
-for a malformed CSV row its line and value.
+cells are missing (null). With ``dictionary=True`` a column that only ``categorical`` fields
+read comes as ``dictionary<int32, string>`` of the same values (a CSV's parser
+dictionary-encodes it as it converts the text; other sources are encoded after the cast):
+counting and looking up then touch each distinct value of a batch once. Problems raise
+:class:`DataError` naming the file, the column, and for a malformed CSV row its line and
+value.
 """
 
 from __future__ import annotations
@@ -52,8 +56,11 @@ class ColumnPlan:
     types: dict[str, pa.DataType]
 
     @classmethod
-    def of(cls, schema: Schema, labels: bool = True) -> ColumnPlan:
+    def of(cls, schema: Schema, labels: bool = True, dictionary: bool = False) -> ColumnPlan:
         types: dict[str, pa.DataType | None] = {name: pa.string() for name in schema.columns}
+        if dictionary:
+            for name in categorical_columns(schema):
+                types[name] = DICTIONARY
         types[schema.label.column] = pa.float64()
         if not labels:
             del types[schema.label.column]
@@ -69,6 +76,20 @@ class ColumnPlan:
     def fixed(self) -> dict[str, pa.DataType]:
         """The columns whose type is fixed (all but an inferred time column)."""
         return {name: kind for name, kind in self.types.items() if kind is not None}
+
+
+DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+"""The type of a dictionary-encoded string column."""
+
+
+def categorical_columns(schema: Schema) -> tuple[str, ...]:
+    """The columns that only ``categorical`` fields read (not the label, time or group)."""
+    others = {schema.label.column, schema.options.time, schema.options.group}
+    for f in schema.features:
+        if f.kind != "categorical":
+            others.update(f.columns)
+    return tuple(dict.fromkeys(f.column for f in schema.features
+                               if f.kind == "categorical" and f.column not in others))
 
 
 def time_values(column: pa.Array, name: str) -> pa.Array:
@@ -93,11 +114,11 @@ def describe(data: Any) -> str:
 
 
 def record_batches(data: Any, schema: Schema, *, batch_rows: int = 65_536,
-                   labels: bool = True) -> Iterator[pa.RecordBatch]:
+                   labels: bool = True, dictionary: bool = False) -> Iterator[pa.RecordBatch]:
     """Stream ``data`` as record batches of at most ``batch_rows`` rows (CSV blocks may give
     fewer) with the schema's columns and types (without the label column when ``labels`` is
-    false: a log to score)."""
-    plan = ColumnPlan.of(schema, labels)
+    false: a log to score; the categorical columns dictionary-encoded with ``dictionary``)."""
+    plan = ColumnPlan.of(schema, labels, dictionary)
     if isinstance(data, str | os.PathLike):
         path = os.fspath(data)
         if not os.path.exists(path):
@@ -114,6 +135,12 @@ def record_batches(data: Any, schema: Schema, *, batch_rows: int = 65_536,
     _check_columns(table.schema.names, plan, describe(data))
     for batch in table.select(list(plan.types)).to_batches(max_chunksize=batch_rows):
         yield _typed(batch, plan, describe(data))
+
+
+def is_text(data: Any) -> bool:
+    """Whether ``data`` is a path to a CSV/TSV file (text to parse)."""
+    return (isinstance(data, str | os.PathLike) and os.path.isfile(data)
+            and _suffix(os.fspath(data)) in CSV_SUFFIXES)
 
 
 def _suffix(path: str) -> str:
@@ -150,13 +177,16 @@ def _typed(batch: pa.RecordBatch, plan: ColumnPlan, where: str) -> pa.RecordBatc
     for name, kind in plan.types.items():
         column = batch.column(name)
         if kind is not None and column.type != kind:
+            target = kind.value_type if pa.types.is_dictionary(kind) else kind
             if pa.types.is_dictionary(column.type):
                 column = column.dictionary_decode()
             try:
-                column = pc.cast(column, kind)
+                column = pc.cast(column, target)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
                 raise DataError(f"{where}: column {name!r} of type {column.type} cannot be "
-                                f"read as {kind}: {err}") from None
+                                f"read as {target}: {err}") from None
+            if target != kind:
+                column = pc.dictionary_encode(column)
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=list(plan.types))
 

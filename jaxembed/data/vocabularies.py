@@ -15,6 +15,15 @@ order of the rows; ``h_s`` is :func:`jaxembed.encoding.hash_strings`. That is th
 :class:`jaxembed.encoding.Vocabulary`, and :meth:`FieldVocab.ids` equals its ``lookup`` (a
 test checks it) while looking up a whole Arrow column at once (``pyarrow.compute.index_in``).
 
+The counts stay in Arrow: a :class:`Tally` keeps ``(value, count)`` pairs per table and sums
+them with a ``group_by`` (no Python object per value). A dictionary-encoded column (what
+:func:`record_batches(..., dictionary=True) <jaxembed.data.readers.record_batches>` gives
+for a CSV's categorical columns) is counted on its indices,
+``count(d_j) = #{i : k_i = j}`` for ``x_i = d_{k_i}``, and looked up on its dictionary,
+``id(x_i) = id(d_{k_i})`` (:meth:`FieldVocab.dictionary_ids`): each distinct value of a batch
+is hashed and looked up once. ``proofs/proof_vocabularies.py`` proves both equal to the
+literal forms (a ``Counter`` of the decoded values; :meth:`FieldVocab.ids` of them).
+
 For every dense field the pass keeps the moments of its transformed values (for
 standardization and mean imputation) and, with ``buckets = N``, a uniform sample (bottom-k of
 seeded random keys, deterministic) whose quantiles become the bucket boundaries.
@@ -28,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +63,65 @@ def unique_hashes(values: pa.Array, seed: int) -> np.ndarray:
     encoded = pc.dictionary_encode(values)
     hashed = hash_strings(np.asarray(encoded.dictionary.to_pylist(), dtype=object), seed)
     return hashed[np.asarray(encoded.indices.fill_null(0))]
+
+
+class Tally:
+    """How often each value occurs in a stream of string columns: ``(value, count)`` pieces
+    in Arrow, summed by a ``group_by`` whenever the pieces waiting outgrow the sums so far
+    (amortized linear in the values seen; memory about two copies of the distinct values).
+    ``merge_at``: the pieces' values that may wait before the first sum."""
+
+    def __init__(self, merge_at: int = 1 << 16) -> None:
+        self._values: list[pa.Array] = []
+        self._counts: list[np.ndarray] = []
+        self._merged = 0
+        self._waiting = 0
+        self._merge_at = merge_at
+
+    def add(self, values: pa.Array, missing: str | None = None) -> None:
+        """Count the valid values of a ``string`` or ``dictionary<string>`` column; nulls
+        count as ``missing`` when it is given (``fill_null(missing)``), else not at all."""
+        if pa.types.is_dictionary(values.type):
+            dictionary = values.dictionary
+            keys = np.asarray(values.indices.drop_null(), dtype=np.int64)
+            counts = np.bincount(keys, minlength=len(dictionary))
+            seen = (counts > 0) & np.asarray(dictionary.is_valid())
+            nulls = len(values) - int(counts[seen].sum())
+            self._put(dictionary.filter(pa.array(seen)), counts[seen])
+        else:
+            counted = pc.value_counts(values.drop_null())
+            nulls = values.null_count
+            self._put(counted.field("values"), np.asarray(counted.field("counts")))
+        if missing is not None and nulls:
+            self._put(pa.array([missing], pa.string()), np.array([nulls]))
+
+    def _put(self, values: pa.Array, counts: np.ndarray) -> None:
+        if len(values) == 0:
+            return
+        if values.type != pa.string():
+            values = pc.cast(values, pa.string())
+        self._values.append(values)
+        self._counts.append(counts.astype(np.int64))
+        self._waiting += len(values)
+        if self._waiting > max(self._merged, self._merge_at):
+            self._merge()
+
+    def _merge(self) -> None:
+        if self._waiting:  # even one piece: a dictionary may repeat an entry
+            table = pa.table({"value": pa.chunked_array(self._values, pa.string()),
+                              "count": np.concatenate(self._counts)})
+            summed = table.group_by("value", use_threads=False).aggregate([("count", "sum")])
+            self._values = [summed.column("value").combine_chunks()]
+            self._counts = [np.asarray(summed.column("count_sum"), dtype=np.int64)]
+        self._merged = sum(len(v) for v in self._values)
+        self._waiting = 0
+
+    def result(self) -> tuple[pa.Array, np.ndarray]:
+        """``(values, counts)``: every distinct value once (in no particular order)."""
+        self._merge()
+        if not self._values:
+            return pa.array([], pa.string()), np.zeros(0, np.int64)
+        return self._values[0], self._counts[0]
 
 
 @dataclass
@@ -86,6 +153,23 @@ class FieldVocab:
             kept = kept[:max_size]
         return cls([t for _, t in kept], [-c for c, _ in kept], oov_buckets, seed)
 
+    @classmethod
+    def from_tally(cls, tally: Tally, *, min_count: int = 1, max_size: int | None = None,
+                   oov_buckets: int = 1, seed: int = 0) -> FieldVocab:
+        """:meth:`from_counts` of a :class:`Tally`, selected and sorted in Arrow: the sort
+        keys are ``(count descending, value ascending)``, and Arrow orders strings by their
+        UTF-8 bytes, which is code-point order."""
+        values, counts = tally.result()
+        table = pa.table({"count": pa.array(counts, pa.int64()), "value": values})
+        table = table.filter(pc.greater_equal(table.column("count"), min_count))
+        order = pc.sort_indices(table, sort_keys=[("count", "descending"),
+                                                  ("value", "ascending")])
+        if max_size is not None:
+            order = order[:max_size]
+        table = table.take(order)
+        return cls(table.column("value").to_pylist(), table.column("count").to_pylist(),
+                   oov_buckets, seed)
+
     def index(self, values: pa.Array) -> np.ndarray:
         """``int64[n]``: each value's position in the vocabulary, ``-1`` if it has none."""
         return np.asarray(pc.index_in(values, value_set=self._set).fill_null(-1),
@@ -105,6 +189,40 @@ class FieldVocab:
             out[oov] = len(self.tokens) + (unique_hashes(unknown, self.seed)
                                            % np.uint64(self.oov_buckets)).astype(np.int64)
         return out
+
+    def dictionary_ids(self, values: pa.DictionaryArray, where: str,
+                       null_value: str | None = None) -> np.ndarray:
+        """:meth:`ids` of ``values.dictionary_decode()`` (filled with ``null_value`` when it
+        is given), each dictionary entry looked up once: ``id(x_i) = id(d_{k_i})``, a null
+        row ``-1`` (or the id of ``null_value``). With ``oov_buckets = 0`` an
+        out-of-vocabulary value that a row uses raises, naming the first such row's value as
+        :meth:`ids` does (an unused dictionary entry is no error); with one bucket every OOV
+        id is ``V`` (``h mod 1 = 0``), so nothing is hashed."""
+        dictionary = values.dictionary
+        if null_value is not None:  # a null row reads entry D, the null value
+            dictionary = pa.concat_arrays([dictionary, pa.array([null_value], dictionary.type)])
+        index = pc.index_in(dictionary, value_set=self._set)
+        entry = np.asarray(index.fill_null(-1), dtype=np.int64)
+        oov = entry < 0
+        if dictionary.null_count:
+            oov &= np.asarray(dictionary.is_valid())
+        if oov.any() and self.oov_buckets == 1:
+            entry[oov] = len(self.tokens)
+        elif oov.any() and self.oov_buckets > 1:
+            entry[oov] = len(self.tokens) + (
+                unique_hashes(dictionary.filter(pa.array(oov)), self.seed)
+                % np.uint64(self.oov_buckets)).astype(np.int64)
+        if null_value is None:  # a null row reads entry D, -1
+            entry = np.append(entry, -1)
+            oov = np.append(oov, False)
+        keys = values.indices.fill_null(len(entry) - 1).to_numpy()
+        if self.oov_buckets == 0 and oov.any():
+            used = oov.take(keys)
+            if used.any():
+                value = dictionary[int(keys[int(np.argmax(used))])].as_py()
+                raise DataError(f"{where}: value {value!r} is not in the vocabulary and "
+                                f"oov_buckets = 0")
+        return entry.take(keys)
 
     def to_json(self) -> dict[str, Any]:
         return {"tokens": self.tokens, "counts": self.counts, "oov_buckets": self.oov_buckets,
@@ -171,9 +289,9 @@ class Vocabularies:
         """Count every table's values and every dense field's moments in one pass over
         ``batches``; ``keep(batch, start) -> bool[n]`` selects the training rows (all by
         default; ``start`` is the batch's first row number in the stream)."""
-        counts: dict[str, Counter] = {f.table: Counter() for f in schema.vocab_owners
-                                      if f.kind in ("categorical", "multi", "segment")}
-        level_counts = {f.name: [Counter() for _ in f.columns] for f in schema.features
+        counts = {f.table: Tally() for f in schema.vocab_owners
+                  if f.kind in ("categorical", "multi", "segment")}
+        level_counts = {f.name: [Tally() for _ in f.columns] for f in schema.features
                         if f.kind == "attach"}
         dense = [f for f in schema.features if f.kind == "dense"]
         moments = {f.name: np.zeros(3) for f in dense}
@@ -196,12 +314,10 @@ class Vocabularies:
                     values = column
                     if f.kind != "categorical":
                         values = pc.list_flatten(split_values(column, f, segmenter))
-                    if f.missing == "category":
-                        values = values.fill_null(MISSING)
-                    _count(counts[f.table], values)
+                    counts[f.table].add(values, MISSING if f.missing == "category" else None)
                 elif f.kind == "attach":
                     for level, name in enumerate(f.columns):
-                        _count(level_counts[f.name][level], batch.column(name))
+                        level_counts[f.name][level].add(batch.column(name))
                 elif f.kind == "dense":
                     x = np.asarray(column.fill_null(np.nan), dtype=np.float64)
                     x = transform(x[np.isfinite(x)], f.transform)
@@ -214,10 +330,10 @@ class Vocabularies:
         tables = {}
         for f in schema.vocab_owners:
             if f.kind in ("categorical", "multi", "segment"):
-                tables[f.table] = FieldVocab.from_counts(
+                tables[f.table] = FieldVocab.from_tally(
                     counts[f.table], min_count=f.min_count, max_size=f.max_size,
                     oov_buckets=f.oov_buckets, seed=seed)
-        levels = {name: [FieldVocab.from_counts(c, min_count=schema.field(name).min_count,
+        levels = {name: [FieldVocab.from_tally(c, min_count=schema.field(name).min_count,
                                                 oov_buckets=0, seed=seed) for c in per_level]
                   for name, per_level in level_counts.items()}
         stats = {}
@@ -260,14 +376,6 @@ class Vocabularies:
                    {k: DenseStats.from_json(v) for k, v in raw["dense"].items()},
                    {k: [FieldVocab.from_json(v) for v in vs] for k, vs in raw["levels"].items()},
                    int(raw["rows"]), int(raw["positives"]))
-
-
-def _count(counter: Counter, values: pa.Array) -> None:
-    if len(values) == 0:
-        return
-    counted = pc.value_counts(values.drop_null())
-    counter.update(dict(zip(counted.field("values").to_pylist(),
-                            counted.field("counts").to_pylist(), strict=True)))
 
 
 def _bottom_k(kept: tuple[np.ndarray, np.ndarray], x: np.ndarray, seed: int, name: str,

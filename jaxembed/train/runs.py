@@ -1,12 +1,13 @@
 """Fit a model on a user's own log: ``je.fit`` (a fitted run is scored by
 :mod:`jaxembed.train.scoring`).
 
-:func:`fit` runs the one data path: schema → reader (:mod:`jaxembed.data.readers`) →
-vocabularies built on the training rows (:mod:`jaxembed.data.vocabularies`) → an encoded store
-(:mod:`jaxembed.data.loader`) → Grain batches → a model by name (:mod:`jaxembed.models`) →
-the row-sparse step (:mod:`jaxembed.train.field_trainer`). Each epoch ends with the
-validation metrics; training stops when the validation AUC has not improved for
-``patience`` epochs, and the run keeps the parameters of its best epoch.
+:func:`fit` runs the one data path: schema → reader (:mod:`jaxembed.data.readers`; a CSV/TSV
+log is parsed once, :mod:`jaxembed.data.spool`) → vocabularies built on the training rows
+(:mod:`jaxembed.data.vocabularies`) → an encoded store (:mod:`jaxembed.data.loader`) → Grain
+batches → a model by name (:mod:`jaxembed.models`) → the row-sparse step
+(:mod:`jaxembed.train.field_trainer`). Each epoch ends with the validation metrics; training
+stops when the validation AUC has not improved for ``patience`` epochs, and the run keeps the
+parameters of its best epoch.
 
 A run is a folder::
 
@@ -18,7 +19,8 @@ A run is a folder::
                          moments; ``jaxembed.update`` continues it)
     checkpoints/         the whole training state after each epoch (``resume=True``)
     fit.json             per-epoch validation metrics, examples_per_s, wall_s
-    cache/               the encoded training and validation stores
+    cache/               the encoded training and validation stores (and, while they are
+                         written, the spool of a CSV/TSV log's parsed batches)
     lineage.json         (an updated run) its parent run, the data, rows, metrics
 
 Nothing in it is pickled; every file is written atomically, and a run folder that already
@@ -51,6 +53,7 @@ from jaxembed.data.loader import (
 from jaxembed.data.readers import DataError, record_batches, source_types
 from jaxembed.data.schema import Schema
 from jaxembed.data.split import Split
+from jaxembed.data.spool import Spool
 from jaxembed.data.vocabularies import Vocabularies
 from jaxembed.models import registry
 from jaxembed.train import checkpoint
@@ -234,19 +237,22 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
             raise ValueError("give either valid data or a split, not both")
         else:
             keep_train = keep_valid = None
-        vocabularies = Vocabularies.build(record_batches(train, schema), schema,
-                                          seed=config.seed, keep=keep_train)
-        if vocabularies.rows < config.batch_size:
-            raise DataError(f"{vocabularies.rows} training rows make no batch of "
-                            f"{config.batch_size} (lower batch_size)")
-        vocabularies.save(vocab_path)
-        encoder = Encoder(schema, vocabularies, seed=config.seed)
-        console(f"vocabularies: {vocabularies.rows:,} training rows, "
-                f"{sum(v.size for v in vocabularies.tables.values()):,} table rows")
-        train_store = write_store(_selected(train, schema, keep_train), encoder,
-                                  os.path.join(stores, "train"))
-        valid_store = write_store(_selected(valid if valid is not None else train, schema,
-                                            keep_valid), encoder, os.path.join(stores, "valid"))
+        with Spool(train, schema, stores) as source:
+            vocabularies = Vocabularies.build(source.batches(), schema, seed=config.seed,
+                                              keep=keep_train)
+            if vocabularies.rows < config.batch_size:
+                raise DataError(f"{vocabularies.rows} training rows make no batch of "
+                                f"{config.batch_size} (lower batch_size)")
+            vocabularies.save(vocab_path)
+            encoder = Encoder(schema, vocabularies, seed=config.seed)
+            console(f"vocabularies: {vocabularies.rows:,} training rows, "
+                    f"{sum(v.size for v in vocabularies.tables.values()):,} table rows")
+            train_store = write_store(_selected(source.batches(), keep_train), encoder,
+                                      os.path.join(stores, "train"))
+            valid_batches = (source.batches() if valid is None
+                             else record_batches(valid, schema, dictionary=True))
+            valid_store = write_store(_selected(valid_batches, keep_valid), encoder,
+                                      os.path.join(stores, "valid"))
     if placed is not None and jax.process_count() > 1 and not follower:
         _sync("jaxembed-fit-stores")
     if train_store.num_rows < config.batch_size:
@@ -365,9 +371,9 @@ def _claim(out: str, schema: Schema, model: str, resume: bool) -> None:
     schema.to_toml(schema_path)
 
 
-def _selected(data: Any, schema: Schema, keep: Any) -> Iterator[pa.RecordBatch]:
+def _selected(batches: Iterator[pa.RecordBatch], keep: Any) -> Iterator[pa.RecordBatch]:
     start = 0
-    for batch in record_batches(data, schema):
+    for batch in batches:
         n = batch.num_rows
         yield batch if keep is None else batch.filter(pa.array(keep(batch, start)))
         start += n
