@@ -12,12 +12,15 @@ For field embeddings :math:`e_1, \dots, e_N` and head :math:`h`,
 and the interacting layer's output is :math:`\mathrm{ReLU}([\tilde e^1_m, \dots,
 \tilde e^H_m] + W_{\mathrm{res}} e_m)`. The batched ``einsum`` form
 (:class:`~jaxembed.models.autoint.InteractingLayer`) equals a numpy loop over examples, heads
-and fields, with and without the residual; and AutoInt's input :math:`E` is the fields'
+and fields, with and without the residual; its gradients, through the written-out backward
+pass of :func:`~jaxembed.models.autoint.attend`, are autodiff's of the textbook
+``softmax(q kᵀ) v``; and AutoInt's input :math:`E` is the fields'
 pooled embeddings followed by :math:`u_j \cdot \mathrm{dense}_j`.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -25,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxembed.bags import Bags
-from jaxembed.models.autoint import AutoInt, InteractingLayer
+from jaxembed.models.autoint import AutoInt, InteractingLayer, attend
 from jaxembed.models.inputs import FieldSpec, ModelInputs, TableSpec
 from jaxembed.nn.fields import module_rows
 from proofs.strategies import ANY_BATCH
@@ -80,3 +83,44 @@ def test_numeric_features_are_fields_scaled_by_their_value():
     np.testing.assert_allclose(e[0, 1], (table[2] + table[3]) / 2, rtol=1e-6)
     np.testing.assert_allclose(e[1, 1], 0.0)
     np.testing.assert_allclose(e[:, 2:], dense[:, :, None] * u[None], rtol=1e-6)
+
+
+def softmax_attention(q, k, v):
+    """The textbook form: ``softmax(q kᵀ) v`` per group, differentiated by autodiff."""
+    return jnp.einsum("gmn,gnk->gmk", jax.nn.softmax(jnp.einsum("gmk,gnk->gmn", q, k), axis=-1),
+                      v)
+
+
+@settings(max_examples=10)
+@given(st.integers(1, 4), st.sampled_from([1, 2, 5]), st.sampled_from([1, 3]),
+       st.floats(0.1, 4.0), st.integers(0, 2**31))
+def test_attend_values_and_gradients_are_softmax_attention(groups, fields, att, scale, seed):
+    rng = np.random.default_rng(seed)
+    q, k, v, cotangent = (jnp.asarray(scale * rng.normal(size=(groups, fields, att)),
+                                      jnp.float32) for _ in range(4))
+    fast, fast_pullback = jax.vjp(attend, q, k, v)
+    slow, slow_pullback = jax.vjp(softmax_attention, q, k, v)
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
+    for got, want in zip(fast_pullback(cotangent), slow_pullback(cotangent), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * (1 + scale ** 3))
+
+
+def test_interacting_layer_gradients_are_the_textbook_layers():
+    rng = np.random.default_rng(3)
+    layer = InteractingLayer(4, 2, 3, rngs=nnx.Rngs(0))
+    e = jnp.asarray(rng.normal(size=(5, 6, 4)), jnp.float32)
+
+    def textbook(e, query, key, value, res):
+        q, k, v = (jnp.einsum("bnd,dhk->bnhk", e, w) for w in (query, key, value))
+        alpha = jax.nn.softmax(jnp.einsum("bmhk,bnhk->bhmn", q, k), axis=-1)
+        out = jnp.einsum("bhmn,bnhk->bmhk", alpha, v).reshape(5, 6, -1)
+        return jnp.sum(jnp.sin(jax.nn.relu(out + e @ res)))
+
+    graphdef, state = nnx.split(layer)
+    names = ("query", "key", "value", "res")
+    d_e, d_state = jax.grad(lambda e, st: jnp.sum(jnp.sin(nnx.merge(graphdef, st)(e))),
+                            argnums=(0, 1))(e, state)
+    want = jax.grad(textbook, argnums=range(5))(e, *(state[n][...] for n in names))
+    np.testing.assert_allclose(d_e, want[0], rtol=1e-4, atol=1e-5)
+    for name, b in zip(names, want[1:], strict=True):
+        np.testing.assert_allclose(d_state[name][...], b, rtol=1e-4, atol=1e-5)

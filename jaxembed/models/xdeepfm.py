@@ -11,7 +11,17 @@ field; all fields one dim). CIN layer :math:`k` has :math:`H_k` feature maps,
 one ``einsum`` (``proofs/proof_xdeepfm.py`` checks it against the literal sum of Hadamard
 products). With ``split_half`` (as in the paper's code) each layer but the last sends half
 its maps on to the next layer and half to the output; otherwise every map does both. The
-output maps are sum-pooled over :math:`D`, :math:`p^+ = [\sum_d X^k_{h,d}]_{k,h}`, and
+output maps are sum-pooled over :math:`D`, :math:`p^+ = [\sum_d X^k_{h,d}]_{k,h}`. A linear
+map (no ``cin_activation``) that only goes to the output is never built: its pooled sum is
+the kernel against a Gram matrix,
+
+.. math::
+
+    \sum_d X^k_{h,d} = \sum_{i,j} W^{k,h}_{ij}\, G^k_{ij}, \qquad
+    G^k_{ij} = \langle X^{k-1}_{i,:},\ X^0_{j,:} \rangle ,
+
+which costs :math:`D` times less than the maps (the same network, checked against the
+literal loop in the proof). Then
 
 .. math::
 
@@ -66,19 +76,35 @@ class CIN(nnx.Module):
 
     def layer(self, k: int, x0: jax.Array, x: jax.Array) -> jax.Array:
         """:math:`X^k = \\sum_{i,j} W^{k,h}_{ij} (X^{k-1}_i \\circ X^0_j)`, ``f[B, H_k, D]``."""
-        out = jnp.einsum("bid,bjd,hij->bhd", x, x0, self.kernels[k][...], optimize=True)
+        return self.maps(self.kernels[k][...], x0, x)
+
+    def maps(self, kernel: jax.Array, x0: jax.Array, x: jax.Array) -> jax.Array:
+        """The feature maps of ``kernel f[H, H_{k-1}, m]`` (some of a layer's), ``f[B, H, D]``."""
+        out = jnp.einsum("bid,bjd,hij->bhd", x, x0, kernel, optimize=True)
         return out if self.act is None else self.act(out)
+
+    @staticmethod
+    def pooled_linear(kernel: jax.Array, x0: jax.Array, x: jax.Array) -> jax.Array:
+        """:math:`\\sum_d X^k_{h,d} = \\sum_{i,j} W^{k,h}_{ij} G_{ij}` of linear maps, by the
+        Gram matrix :math:`G_{ij} = \\langle X^{k-1}_i, X^0_j \\rangle`, ``f[B, H]``."""
+        gram = jnp.einsum("bid,bjd->bij", x, x0)
+        return gram.reshape(gram.shape[0], -1) @ kernel.reshape(kernel.shape[0], -1).T
 
     def __call__(self, x0: jax.Array) -> jax.Array:
         x, pooled = x0, []
-        for k in range(len(self.layer_sizes)):
-            maps = self.layer(k, x0, x)
-            if self.split_half and k < len(self.layer_sizes) - 1:
-                half = maps.shape[1] // 2
-                x, maps = maps[:, :half], maps[:, half:]
+        for k, size in enumerate(self.layer_sizes):
+            kernel = self.kernels[k][...]
+            last = k == len(self.layer_sizes) - 1
+            keep = 0 if last else size // 2 if self.split_half else size
+            out = keep if self.split_half and not last else 0   # maps[out:] go to the output
+            if self.act is None and out == keep:   # the output maps only as their sums
+                nxt = self.maps(kernel[:keep], x0, x) if keep else None
+                pooled.append(self.pooled_linear(kernel[out:], x0, x))
             else:
-                x = maps
-            pooled.append(maps.sum(axis=-1))
+                maps = self.maps(kernel, x0, x)
+                nxt = maps[:, :keep]
+                pooled.append(maps[:, out:].sum(axis=-1))
+            x = nxt
         return jnp.concatenate(pooled, axis=-1)
 
 
