@@ -74,3 +74,40 @@ def test_attention_pool_is_the_weighted_multi_hot_product(table, data, seed):
     d_literal = jax.grad(lambda w: jnp.sum(
         g * je.dense_lookup(je.multi_hot(weighted, v), w)))(table)
     np.testing.assert_allclose(d_fast, d_literal, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=8)
+@given(tables(vocab=st.sampled_from([5, 16]), features=st.sampled_from([3, 8]), scale=1.0),
+       st.data(), st.integers(0, 2**31), st.sampled_from([(), (4,), (5, 3)]))
+def test_attention_scores_split_first_layer_equals_the_concatenation(table, data, seed,
+                                                                     hidden):
+    """The scores' fast form (the first layer's kernel split in blocks, the target's part once
+    per row) equals the MLP on the literal ``[h, t, h - t, h * t]``, in values and in
+    gradients with respect to the rows, the target and every attention parameter."""
+    v, k = table.shape
+    history = data.draw(bags(v, max_len=8))
+    n = history.batch_size
+    inputs = ModelInputs((TableSpec("item", v, k),),
+                         (FieldSpec("item", "item"),
+                          FieldSpec("recent", "item", multi=True, width=history.width)))
+    graphdef, state = random_model(DIN, inputs, seed, tables={"item": table},
+                                   att_hidden=hidden, hidden=(4,))
+    unit = nnx.merge(graphdef, state).attention
+    rows = gather(table, history)
+    t = jnp.asarray(np.random.default_rng(seed).normal(size=(n, k)), jnp.float32)
+    weights = history.slot_weights(jnp.float32)
+
+    def literal(unit, rows, t):
+        tt = jnp.broadcast_to(t[:, None], rows.shape)
+        return unit.mlp(jnp.concatenate([rows, tt, rows - tt, rows * tt], -1))[..., 0] * weights
+
+    np.testing.assert_allclose(unit(rows, t, history), literal(unit, rows, t), rtol=1e-4,
+                               atol=1e-5)
+    g = jnp.asarray(np.random.default_rng(seed + 1).normal(size=weights.shape), jnp.float32)
+    fast_grads = nnx.grad(lambda u, r, x: jnp.sum(g * u(r, x, history)), argnums=(0, 1, 2))(
+        unit, rows, t)
+    literal_grads = nnx.grad(lambda u, r, x: jnp.sum(g * literal(u, r, x)), argnums=(0, 1, 2))(
+        unit, rows, t)
+    for fast, lit in zip(jax.tree.leaves(fast_grads), jax.tree.leaves(literal_grads),
+                         strict=True):
+        np.testing.assert_allclose(fast, lit, rtol=1e-4, atol=1e-4)

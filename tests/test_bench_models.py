@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from jaxembed.bench import encoding_csv, models
+from jaxembed.data.loader import Store
+from jaxembed.train.runs import Run
 
 
 def test_split_log_cuts_one_log_in_three():
@@ -32,10 +34,54 @@ def test_models_bench_runs_search_ctr_on_the_search_log(tmp_path):
     assert 0.5 < results["models"]["search_ctr"]["auc"] <= results["bayes"]["auc"] + 0.05
 
 
-def test_peer_mapping_covers_every_model_but_din():
+@pytest.fixture(scope="module")
+def history_bench(tmp_path_factory):
+    """``din`` on the generated log with a behaviour history, no peer."""
+    out = tmp_path_factory.mktemp("history")
+    results = models.run(rows=2000, models="din", data="history", epochs=1, steps=2,
+                         warmup=1, peer=False, out=str(out))
+    return results, out
+
+
+def test_split_history_log_cuts_one_log_in_three():
+    train, valid, test, p = models.split_history_log(1000, seed=3)
+    assert (train.num_rows, valid.num_rows, test.num_rows) == (800, 100, 100)
+    assert "history" in train.column_names and p.shape == (100,)
+
+
+def test_models_bench_runs_din_on_the_history_log(history_bench):
+    results, _ = history_bench
+    assert results["data"] == "history" and set(results["models"]) == {"din"}
+    din = results["models"]["din"]
+    assert din is not None and 0.0 <= din["auc"] <= 1.0 and din["examples_per_s"] > 0
+    assert "| din | " in models.markdown(results) and "n/a" not in models.markdown(results)
+
+
+def test_din_peer_shares_the_item_table_and_masks_by_length(history_bench):
     pytest.importorskip("deepctr_torch")
-    with pytest.raises(ValueError, match="no DeepCTR-Torch peer"):
-        models.peer_model("din", None)
+
+    _, out = history_bench
+    fitted = Run.load(out / "history" / "din")
+    arrays = models.store_arrays(Store.open(str(out / "history" / "din" / "cache" / "valid")))
+    inputs = models._peer_inputs(fitted, arrays)
+    model = models.peer_model("din", fitted)
+    assert model.history_feature_list == ["item"]
+    assert list(model.feature_index) == ["user", "item", "hist_item", "hist_item_length",
+                                         "device", "slot", "price"]
+    # one table for the target and its history, with row 0 for DeepCTR's padding
+    assert set(model.embedding_dict) == {"user", "item", "device", "slot"}
+    items = fitted.encoder.inputs.table("item").rows
+    assert model.embedding_dict["item"].num_embeddings == items + 1
+    ours = arrays["ids/history"]
+    assert np.array_equal(inputs["hist_item"], np.where(ours >= 0, ours + 1, 0))
+    assert np.array_equal(inputs["item"], arrays["ids/item"][:, 0] + 1)
+    assert np.array_equal(inputs["hist_item_length"], (ours >= 0).sum(axis=1))
+    assert np.array_equal(inputs["user"], arrays["ids/user"][:, 0])  # unshared: as ours
+    p = models.peer_predict(model, inputs)
+    assert p.shape == (arrays["label"].size,) and np.all((p > 0) & (p < 1))
+    assert models.peer_step_rate(model, inputs, arrays["label"], 64, 1, 1) > 0
+    with pytest.raises(ValueError, match="no DeepCTR-Torch peer for 'nope'"):
+        models.peer_model("nope", fitted)
 
 
 def test_encode_rates_counts_every_row():

@@ -1,11 +1,16 @@
-"""``jaxembed bench models``: every zoo model against DeepCTR-Torch's, on one generated log.
+"""``jaxembed bench models``: every zoo model against DeepCTR-Torch's, on generated logs.
 
-One generated Criteo-format log (:func:`jaxembed.data.criteo_like.criteo_like`, whose click
-probability is known, so the Bayes AUC is printed too) is cut into train / valid / test by row
-(``0.8 / 0.1 / 0.1``). For each model:
+Each data set is one generated log whose click probability is known (so the Bayes AUC is
+printed too), cut into train / valid / test (``0.8 / 0.1 / 0.1``): ``criteo``, a
+Criteo-format log (:func:`jaxembed.data.criteo_like.criteo_like`); ``search``, the built-in
+search log; ``history``, a log with a behaviour history whose click probability rises with the
+history items in the candidate's latent category (:func:`jaxembed.data.history_log.
+history_log`), where ``din`` runs. For each model:
 
-* **jaxembed**: ``runs.fit(criteo_schema(), train, valid=valid, model=NAME)`` at its defaults
-  (:class:`~jaxembed.train.field_trainer.FitConfig` and the model's own), early stopping on
+* **jaxembed**: ``runs.fit(schema, train, valid=valid, model=NAME)`` at its defaults
+  (:class:`~jaxembed.train.field_trainer.FitConfig` and the model's own, under the schema's
+  ``[model]`` table where the data set's schema has one: ``search`` and ``history`` measured
+  fit options on their validation rows), early stopping on
   the validation AUC with ``patience``, the best epoch kept; then ``scoring.evaluate`` on test.
 * **DeepCTR-Torch** (when ``deepctr_torch`` is installed): its model of the same name fed the
   *same encoded features* — the ids the fitted run's vocabularies give (``SparseFeat`` per
@@ -19,8 +24,13 @@ probability is known, so the Bayes AUC is printed too) is cut into train / valid
 Peers: ``lr`` = ``WDL`` with no deep part (its linear model alone), ``fm`` = ``DeepFM`` with
 no deep part (linear + FM), ``deepfm`` = ``DeepFM``, ``dcnv2`` = ``DCN(cross_parameterization=
 "matrix")`` (DCN-M, i.e. DCN-V2), ``xdeepfm`` = ``xDeepFM``, ``autoint`` = ``AutoInt``,
-``wide_deep`` = ``WDL``. ``din`` needs a behaviour-history field, which the Criteo format does
-not have, so it is listed as not applicable.
+``wide_deep`` = ``WDL``, ``din`` = ``DIN`` (the schema's target field as a ``SparseFeat``, its
+history as the ``VarLenSparseFeat`` ``hist_<target>`` sharing the target's embedding through
+``embedding_name`` and with a ``length_name`` column, ``history_feature_list=[target]``).
+A table that a multi-valued field uses (a history and the target that shares it) gets its ids
+shifted by one on the peer's side, row 0 being DeepCTR's padding. ``din`` needs a
+behaviour-history field, which the ``criteo`` and ``search`` data do not have: there it is
+listed as not applicable.
 
 **Speed** is whole training steps (forward, loss, backward, optimizer update) on batches
 already in memory, timed over ``steps`` steps after ``warmup`` steps, both in this process:
@@ -46,6 +56,7 @@ import pyarrow as pa
 
 from jaxembed.bench.timing import machine
 from jaxembed.data.criteo_like import criteo_like
+from jaxembed.data.history_log import history_log, history_schema
 from jaxembed.data.loader import EpochSource, Store
 from jaxembed.data.readers import record_batches
 from jaxembed.data.schema import criteo_schema
@@ -55,14 +66,23 @@ from jaxembed.train.field_trainer import FieldTrainer, FitConfig
 
 MODELS = ("lr", "fm", "deepfm", "dcnv2", "xdeepfm", "autoint", "din", "wide_deep")
 PEER_BATCH = 256
-PEERS = ("lr", "fm", "deepfm", "dcnv2", "xdeepfm", "autoint", "wide_deep")
-"""The models with a DeepCTR-Torch twin (``din`` needs a history field)."""
+PEERS = ("lr", "fm", "deepfm", "dcnv2", "xdeepfm", "autoint", "din", "wide_deep")
+"""The models with a DeepCTR-Torch twin."""
 
 
 # --- data ----------------------------------------------------------------------------------
 def split_log(rows: int, seed: int) -> tuple[pa.Table, pa.Table, pa.Table, np.ndarray]:
     """``(train, valid, test, p_test)``: one generated log cut 0.8 / 0.1 / 0.1 by row."""
     table, p = criteo_like(rows, seed)
+    a, b = int(rows * 0.8), int(rows * 0.9)
+    return table.slice(0, a), table.slice(a, b - a), table.slice(b), p[b:]
+
+
+def split_history_log(rows: int, seed: int
+                      ) -> tuple[pa.Table, pa.Table, pa.Table, np.ndarray]:
+    """``(train, valid, test, p_test)``: one generated log with a behaviour history
+    (:func:`~jaxembed.data.history_log.history_log`) cut 0.8 / 0.1 / 0.1 by row."""
+    table, p = history_log(rows, seed)
     a, b = int(rows * 0.8), int(rows * 0.9)
     return table.slice(0, a), table.slice(a, b - a), table.slice(b), p[b:]
 
@@ -79,13 +99,36 @@ def store_arrays(store: Store) -> dict[str, np.ndarray]:
 
 
 # --- DeepCTR-Torch -------------------------------------------------------------------------
+def _shifted(run: runs.Run) -> set[str]:
+    """The tables a multi-valued field uses: DeepCTR's ``VarLenSparseFeat`` pads with id 0,
+    so their ids (the sharing single-valued fields' too) are shifted by one on its side."""
+    return {f.table for f in run.encoder.embedded if f.multi}
+
+
+def _peer_names(run: runs.Run) -> dict[str, str]:
+    """Our field name -> the peer's: a history of a target ``t`` is DeepCTR's ``hist_t``
+    (its DIN finds the history of ``t`` by that name); every other field keeps its name."""
+    inputs, out = run.encoder.inputs, {f.name: f.name for f in run.encoder.embedded}
+    for f in run.encoder.embedded:
+        if not f.multi:
+            for history in inputs.histories(f.name):
+                out[history] = f"hist_{f.name}"
+    return out
+
+
 def _peer_inputs(run: runs.Run, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """DeepCTR's inputs: a single-valued field's ids; a multi-valued field's padded ids
-    shifted by one (DeepCTR's ``VarLenSparseFeat`` pads with 0, we pad with -1)."""
-    out = {}
+    """DeepCTR's inputs: a single-valued field's ids; a multi-valued field's padded ids and
+    its length (``<name>_length``, the real ids come first); ids of a table in
+    :func:`_shifted` plus one (DeepCTR pads with 0, we pad with -1)."""
+    out, shifted, names = {}, _shifted(run), _peer_names(run)
     for f in run.encoder.embedded:
         ids = arrays[f"ids/{f.name}"].astype(np.int64)
-        out[f.name] = np.where(ids >= 0, ids + 1, 0) if f.multi else ids[:, 0]
+        ids = np.where(ids >= 0, ids + 1, 0) if f.table in shifted else ids
+        if f.multi:
+            out[names[f.name]] = ids
+            out[f"{names[f.name]}_length"] = (ids > 0).sum(axis=1)
+        else:
+            out[f.name] = ids[:, 0]
     for j, f in enumerate(run.encoder.dense_fields):
         out[f.name] = arrays["dense"][:, j].astype(np.float32)
     return out
@@ -98,14 +141,22 @@ def peer_model(name: str, run: runs.Run, torch_seed: int = 1024) -> Any:
     from deepctr_torch import models as dm
     from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
 
-    encoder = run.encoder
-    sparse = [VarLenSparseFeat(SparseFeat(f.name, encoder.rows(f) + 1, embedding_dim=f.dim),
-                               maxlen=encoder.width(f), combiner=_peer_combiner(f.combiner))
-              if f.multi else SparseFeat(f.name, encoder.rows(f), embedding_dim=f.dim)
-              for f in encoder.embedded]
+    encoder, shifted, names = run.encoder, _shifted(run), _peer_names(run)
+    sparse = []
+    for f in encoder.embedded:
+        feature = SparseFeat(names[f.name], encoder.rows(f) + (f.table in shifted),
+                             embedding_dim=f.dim, embedding_name=f.table)
+        history = names[f.name] != f.name  # DIN's attention masks by its length column
+        sparse.append(VarLenSparseFeat(feature, maxlen=encoder.width(f),
+                                       combiner=_peer_combiner(f.combiner),
+                                       length_name=f"{names[f.name]}_length" if history
+                                       else None)
+                      if f.multi else feature)
     dense = [DenseFeat(f.name, 1) for f in encoder.dense_fields]
     columns = sparse + dense
-    if name == "lr":
+    if name == "din":
+        model = dm.DIN(columns, [_peer_target(run)], seed=torch_seed)
+    elif name == "lr":
         model = dm.WDL(columns, [], seed=torch_seed)
     elif name == "fm":
         model = dm.DeepFM(columns, columns, dnn_hidden_units=(), seed=torch_seed)
@@ -121,6 +172,18 @@ def peer_model(name: str, run: runs.Run, torch_seed: int = 1024) -> Any:
         model = dm.WDL(columns, columns, seed=torch_seed)
     model.compile("adam", "binary_crossentropy")
     return model
+
+
+def _peer_target(run: runs.Run) -> str:
+    """The din run's target field. DeepCTR's DIN masks its attention with one length
+    column (the first ``length_name``), so the schema must have exactly one history."""
+    target = run.model().target
+    histories = [ours for ours, theirs in _peer_names(run).items() if ours != theirs]
+    if len(histories) != 1 or histories != list(run.encoder.inputs.histories(target)):
+        raise ValueError(f"DeepCTR-Torch's DIN takes one history; din's target {target!r} "
+                         f"has {list(run.encoder.inputs.histories(target))} and the schema's "
+                         f"histories are {histories}")
+    return target
 
 
 def _peer_combiner(combiner: str) -> str:
@@ -171,8 +234,9 @@ def peer_step_rate(model: Any, inputs: dict, y: np.ndarray, batch: int, steps: i
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.concatenate([np.asarray(inputs[n], np.float32)[:, None]
-                                         for n in model.feature_index], axis=1))
+    x = torch.from_numpy(np.concatenate([
+        np.asarray(inputs[n], np.float32).reshape(len(y), -1) for n in model.feature_index],
+        axis=1))
     labels = torch.from_numpy(y.astype(np.float32))
     n = x.shape[0] // batch
     model.train()
@@ -244,28 +308,34 @@ def split_search_log(rows: int, seed: int) -> tuple[pa.Table, pa.Table, pa.Table
     return train, valid, test, take[2].true_prob
 
 
-DATASETS = ("criteo", "search")
+DATASETS = ("criteo", "search", "history")
 """``criteo``: generated Criteo-format data (:func:`split_log`); ``search``: the built-in
-search log through its schema (:func:`split_search_log`), where ``search_ctr`` runs too."""
+search log through its schema (:func:`split_search_log`), where ``search_ctr`` runs too;
+``history``: a generated log with a behaviour history (:func:`split_history_log`), where
+``din`` runs. ``data="both"`` runs ``criteo`` and ``search``; ``data="all"`` (the default,
+what ``jaxembed bench models`` runs) all three."""
+GROUPS = {"both": ("criteo", "search"), "all": DATASETS}
 
 
-def run(rows: int = 50_000, seed: int = 0, models: str | None = None, data: str = "both",
+def run(rows: int = 50_000, seed: int = 0, models: str | None = None, data: str = "all",
         epochs: int | None = None, steps: int = 30, warmup: int = 5, peer: bool = True,
         torch_threads: int = 1, out: str | None = None, **options: Any) -> dict:
     """Print one table per data set (test AUC, log loss, examples/s of both sides and their
-    ratio); return the figures (``data="both"``: keyed by data set). ``rows``: each generated
+    ratio); return the figures (``data="both"`` or ``"all"``: keyed by data set; see
+    :data:`DATASETS`). ``rows``: each generated
     log (0.8 train); ``models``: comma-separated names (default: every model the data set
     has); ``epochs``: the epoch cap of both sides (default: FitConfig's, or the schema's);
     ``torch_threads``: PyTorch's intra-op threads (1 by default: on a shared 2-core machine
     its 2 spinning threads run 10-15x slower than one); ``options``: extra ``runs.fit``
     options for jaxembed (e.g. ``batch_size=2048``)."""
-    names = DATASETS if data == "both" else (data,)
+    names = GROUPS.get(data, (data,))
     for name in names:
         if name not in DATASETS:
-            raise ValueError(f"data must be one of {', '.join(DATASETS)} or 'both', got {data!r}")
+            raise ValueError(f"data must be one of {', '.join(DATASETS)}, 'both' or 'all', "
+                             f"got {data!r}")
     results = {name: _run_on(name, rows, seed, models, epochs, steps, warmup, peer,
                              torch_threads, out, options) for name in names}
-    return results if data == "both" else results[data]
+    return results if data in GROUPS else results[data]
 
 
 def _run_on(data: str, rows: int, seed: int, models: str | None, epochs: int | None,
@@ -288,6 +358,10 @@ def _run_on(data: str, rows: int, seed: int, models: str | None, epochs: int | N
         train, valid, test, p_test = split_search_log(rows, seed)
         schema, label, source = search_schema(), LABEL, f"search_log({rows:,}, seed={seed})"
         names = models or ",".join(("search_ctr", *MODELS))
+    elif data == "history":
+        train, valid, test, p_test = split_history_log(rows, seed)
+        schema, label, source = history_schema(), "label", f"history_log({rows:,}, seed={seed})"
+        names = models or ",".join(MODELS)
     else:
         train, valid, test, p_test = split_log(rows, seed)
         schema, label, source = criteo_schema(), "label", f"criteo_like({rows:,}, seed={seed})"
@@ -306,7 +380,7 @@ def _run_on(data: str, rows: int, seed: int, models: str | None, epochs: int | N
     rows_out = []
     print(header)
     for name in [m.strip() for m in names.split(",") if m.strip()]:
-        if name == "din":
+        if name == "din" and data != "history":
             print(f"{'din':10} n/a: the {data} data has no behaviour-history field")
             results["models"]["din"] = None
             continue
