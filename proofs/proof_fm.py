@@ -10,7 +10,9 @@ combiner-normalized multi-hots (a duplicated id adds up) followed by the numeric
                    - \textstyle\sum_i x_i^2 \lVert v_i \rVert^2 \Big)
     = \sum_{i<j} \langle v_i, v_j \rangle\, x_i x_j ,
 
-and :math:`z = c + \sum_i w_i x_i + \text{that}`. The literal side builds :math:`x` over all
+and :math:`z = c + \sum_i w_i x_i + \text{that}`. With ``dense_interactions=False`` (the
+default) the pairs run over the (field, id) features only, while :math:`\sum_i w_i x_i` keeps
+the numeric features. The literal side builds :math:`x` over all
 fields (numpy, its own combiner arithmetic) and loops over the pairs :math:`i < j`; the fast
 side is :func:`jaxembed.models.fm.pairwise` on the gathered rows (and ``FM.head``). They agree
 in values, and in gradients with respect to the tables and :math:`u` (the literal gradient
@@ -90,11 +92,16 @@ def literal_pairs_jnp(x, v):
 
 
 @settings(max_examples=10)  # each example compiles one jit of both forms and their gradients
-@given(field_batches(), st.integers(0, 2**31))
-def test_sum_square_is_the_double_sum_over_pairs(drawn, seed):
+@given(field_batches(), st.integers(0, 2**31), st.booleans())
+def test_sum_square_is_the_double_sum_over_pairs(drawn, seed, dense_interactions):
     inputs, batch, values = drawn
-    graphdef, state = random_model(FM, inputs, seed, tables=values)
+    graphdef, state = random_model(FM, inputs, seed, tables=values,
+                                   dense_interactions=dense_interactions)
     x, which = literal_features(inputs, batch)
+    numeric = np.array([t == "dense" for t, _ in which])
+    x_pairs = x if dense_interactions else np.where(numeric, 0.0, x)  # who takes part in pairs
+    u = (state["dense_fields"]["u"][...] if dense_interactions
+         else jnp.zeros((inputs.num_dense, inputs.tables[0].dim)))
     g = jnp.asarray(np.random.default_rng(seed).normal(size=len(x)), jnp.float32)
 
     def fast_pairs(state):
@@ -107,10 +114,10 @@ def test_sum_square_is_the_double_sum_over_pairs(drawn, seed):
         return fast_pairs(state), nnx.merge(graphdef, state)(batch), d_state
 
     pairs, logits, d_state = fast(state)
-    embedding, u = state["fields"]["embedding"], state["dense_fields"]["u"][...]
+    embedding = state["fields"]["embedding"]
     tables = {t: embedding[t][...] for t in embedding}
     v = np.asarray(feature_vectors(tables, u, which), np.float64)
-    expected = literal_pairs(x, v)
+    expected = literal_pairs(x_pairs, v)
     scale = 1.0 + (np.abs(x) @ np.abs(v).sum(1)) ** 2
     tol = {"rtol": 1e-4, "atol": 1e-5 * scale.max()}
     np.testing.assert_allclose(pairs, expected, **tol)
@@ -125,10 +132,13 @@ def test_sum_square_is_the_double_sum_over_pairs(drawn, seed):
 
     # gradients with respect to the tables and u, through the gather
     def literal_loss(tables, u):
-        return jnp.sum(g * literal_pairs_jnp(jnp.asarray(x, jnp.float32),
+        return jnp.sum(g * literal_pairs_jnp(jnp.asarray(x_pairs, jnp.float32),
                                              feature_vectors(tables, u, which)))
 
     d_tables, d_u = jax.jit(jax.grad(literal_loss, argnums=(0, 1)))(tables, u)
     for t in tables:
         np.testing.assert_allclose(d_state["fields"]["embedding"][t][...], d_tables[t], **tol)
-    np.testing.assert_allclose(d_state["dense_fields"]["u"][...], d_u, **tol)
+    if dense_interactions:
+        np.testing.assert_allclose(d_state["dense_fields"]["u"][...], d_u, **tol)
+    else:
+        assert "dense_fields" not in state  # no numeric vectors to learn

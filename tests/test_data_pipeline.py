@@ -450,6 +450,28 @@ def test_seed_encodings_as_field_kinds() -> None:
     assert query[0][1] == query[4][0]  # "shoes"
 
 
+def test_format_1_runs_keep_their_numeric_interactions(tmp_path) -> None:
+    """A run of format 1 (before fm and deepfm left the numeric features out of the pairwise
+    sum by default; model.json keeps only the hyperparameters given) loads with them in, its
+    parameters whole; an unknown format is named."""
+    train, _ = criteo_like(600, 0, scale=0.003)
+    run = runs.fit(criteo_schema(min_count=1), train, model="fm", out=tmp_path / "run",
+                   epochs=1, batch_size=128, dense_interactions=True)
+    path = tmp_path / "run" / "model.json"
+    meta = json.loads(path.read_text())
+    assert meta["format"] == runs.RUN_FORMAT == 2
+    assert meta["hyper"] == {"dense_interactions": True}
+    meta["format"], meta["hyper"] = 1, {}
+    path.write_text(json.dumps(meta))
+    loaded = runs.Run.load(tmp_path / "run")
+    assert loaded.hyper == {"dense_interactions": True}
+    assert all(np.array_equal(a, b) for a, b in zip(_params(run), _params(loaded), strict=True))
+    meta["format"] = 3
+    path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="has format 3, this jaxembed reads 1, 2"):
+        runs.Run.load(tmp_path / "run")
+
+
 def test_fit_comes_within_002_of_bayes_on_generated_criteo(tmp_path) -> None:
     """On a generated Criteo-format log whose click probability p is known, a factorization
     machine fitted through the whole path reaches a test AUC within 0.02 of the Bayes-optimal

@@ -42,6 +42,8 @@ VARIANTS = [(name, SMALL[name]) for name in sorted(SMALL)] + [
                "expert_activation": "tanh"}),
     ("xdeepfm", {"cin_layers": (3, 3), "split_half": False, "hidden": ()}),
     ("autoint", {"layers": 1, "residual": False}),
+    ("fm", {"dense_interactions": True}),
+    ("deepfm", {"hidden": (8,), "dense_interactions": True}),
 ]
 
 
@@ -156,6 +158,8 @@ def test_bad_hyperparameters_are_named():
         registry.build("din", INPUTS, att_activation="dice")
     with pytest.raises(ValueError, match="hidden must be positive ints"):
         registry.build("deepfm", INPUTS, hidden=(8, 0))
+    with pytest.raises(ValueError, match="dense_interactions must be true or false, got 'yes'"):
+        registry.build("fm", INPUTS, dense_interactions="yes")
 
 
 def test_din_attention_is_masked_and_unnormalized():

@@ -60,7 +60,14 @@ from jaxembed.train import checkpoint
 from jaxembed.train.evaluate import report
 from jaxembed.train.field_trainer import FieldTrainer, FitConfig
 
-RUN_FORMAT = 1
+RUN_FORMAT = 2
+_FORMAT_DEFAULTS: dict[int, dict[str, dict[str, Any]]] = {
+    1: {"fm": {"dense_interactions": True}, "deepfm": {"dense_interactions": True}},
+    2: {},
+}
+"""Per readable run format, the hyperparameters whose default changed since it was written
+(``model.json`` keeps only those given): format 1 runs of ``fm`` and ``deepfm`` had the
+numeric features in the pairwise sum."""
 _CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(FitConfig))
 
 
@@ -94,19 +101,19 @@ class Run:
         schema = Schema.from_toml(os.path.join(path, "schema.toml"))
         vocabularies = Vocabularies.load(os.path.join(path, "vocabularies.json"))
         meta = _read_json(os.path.join(path, "model.json"))
-        if meta.get("format") != RUN_FORMAT:
+        if meta.get("format") not in _FORMAT_DEFAULTS:
             raise ValueError(f"run {path!r} has format {meta.get('format')!r}, this jaxembed "
-                             f"reads {RUN_FORMAT}")
+                             f"reads {', '.join(map(str, _FORMAT_DEFAULTS))}")
+        hyper = {**_FORMAT_DEFAULTS[meta["format"]].get(meta["model"], {}), **meta["hyper"]}
         config = FitConfig(**meta["config"])
-        trainer = _trainer(schema, vocabularies, meta["model"], meta["hyper"], config)
+        trainer = _trainer(schema, vocabularies, meta["model"], hyper, config)
         found = checkpoint.restore_latest(os.path.join(path, "params"), trainer.params())
         if found is None:
             raise FileNotFoundError(f"run {path!r} has no saved parameters (params/)")
         trainer.set_params(found[1])
         history = _read_json(os.path.join(path, "fit.json")).get("epochs", []) \
             if os.path.isfile(os.path.join(path, "fit.json")) else []
-        return cls(path, schema, vocabularies, meta["model"], meta["hyper"], config, trainer,
-                   history)
+        return cls(path, schema, vocabularies, meta["model"], hyper, config, trainer, history)
 
 
 def _read_json(path: str) -> dict:
