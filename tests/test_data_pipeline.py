@@ -25,6 +25,7 @@ from jaxembed.data.vocabularies import FieldVocab, Vocabularies
 from jaxembed.encoding.hashing import GAMMA, mix64, seed_key
 from jaxembed.encoding.vocab import Vocabulary
 from jaxembed.train import runs, scoring
+from jaxembed.train.field_trainer import FitConfig, auto_batch_size
 
 ISSUE_SCHEMA = """
 [label]
@@ -418,6 +419,26 @@ def test_fit_bad_input(schema: Schema, tmp_path) -> None:
         runs.fit(schema, _log(100), model="lr", out=tmp_path / "d", resume=True)
     assert not os.path.exists(tmp_path / "d" / "model.json")
 
+
+
+def test_auto_batch_size_follows_the_training_rows(schema: Schema, tmp_path) -> None:
+    """``batch_size="auto"``: the largest power of two with at least 128 steps an epoch,
+    within [256, 1024]; fit stores the number it resolved."""
+    assert [auto_batch_size(n) for n in (1, 40_000, 65_535, 65_536, 131_071, 131_072,
+                                         10**8)] == [256, 256, 256, 512, 512, 1024, 1024]
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1 or 'auto', "
+                                         "got 'big'"):
+        FitConfig(batch_size="big")
+    with pytest.raises(ValueError, match="rows must be an integer >= 1, got 0"):
+        auto_batch_size(0)
+    run = runs.fit(schema, _log(600), model="lr", out=tmp_path / "run", epochs=1,
+                   batch_size="auto")
+    assert run.config.batch_size == 256
+    model = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert model["config"]["batch_size"] == 256
+    assert runs.Run.load(tmp_path / "run").config.batch_size == 256
+    with pytest.raises(DataError, match="make no batch of 256"):
+        runs.fit(schema, _log(200), model="lr", out=tmp_path / "small", batch_size="auto")
 
 
 def test_seed_encodings_as_field_kinds() -> None:

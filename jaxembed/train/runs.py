@@ -58,7 +58,7 @@ from jaxembed.data.vocabularies import Vocabularies
 from jaxembed.models import registry
 from jaxembed.train import checkpoint
 from jaxembed.train.evaluate import report
-from jaxembed.train.field_trainer import FieldTrainer, FitConfig
+from jaxembed.train.field_trainer import FieldTrainer, FitConfig, auto_batch_size
 
 RUN_FORMAT = 2
 _FORMAT_DEFAULTS: dict[int, dict[str, dict[str, Any]]] = {
@@ -143,13 +143,19 @@ def _mesh(mesh: Any, config: FitConfig) -> Any:
 
     spec = MeshSpec.of(mesh)
     devices = make_mesh(spec.shape)
-    if config.batch_size % devices.size:
-        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the mesh's "
-                         f"{devices.size} devices (the batch is split over all of them)")
-    if config.batch_size % jax.process_count():
-        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the "
-                         f"{jax.process_count()} processes (each reads its share of a batch)")
+    if config.batch_size != "auto":
+        _check_split(config.batch_size, devices)
     return spec, devices
+
+
+def _check_split(batch_size: int, devices: Any) -> None:
+    """A batch splits evenly over the mesh's devices and the processes."""
+    if batch_size % devices.size:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of the mesh's "
+                         f"{devices.size} devices (the batch is split over all of them)")
+    if batch_size % jax.process_count():
+        raise ValueError(f"batch_size {batch_size} must be a multiple of the "
+                         f"{jax.process_count()} processes (each reads its share of a batch)")
 
 
 def split_options(model: str, options: Mapping[str, Any]) -> tuple[dict, dict]:
@@ -218,10 +224,8 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
     resolve_negative_rate(train, options)
     hyper, config = check_model(schema, model, options)
     placed = _mesh(mesh, config)
-    local_batch = config.batch_size
     if placed is not None and jax.process_count() > 1:
         process, processes = jax.process_index(), jax.process_count()
-        local_batch = config.batch_size // processes
     follower = placed is not None and jax.process_count() > 1 and jax.process_index() > 0
     out = os.fspath(out) if out is not None else tempfile.mkdtemp(prefix="jaxembed-run-")
     if follower:  # process 0 claims the folder and writes the stores; the others read them
@@ -234,6 +238,7 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
     if follower or (resume and os.path.isfile(vocab_path)
                     and _complete(os.path.join(stores, "valid"))):
         vocabularies = Vocabularies.load(vocab_path)
+        config = _resolved(config, vocabularies.rows, placed)
         train_store = Store.open(os.path.join(stores, "train"))
         valid_store = Store.open(os.path.join(stores, "valid"))
     else:
@@ -247,6 +252,7 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
         with Spool(train, schema, stores) as source:
             vocabularies = Vocabularies.build(source.batches(), schema, seed=config.seed,
                                               keep=keep_train)
+            config = _resolved(config, vocabularies.rows, placed)
             if vocabularies.rows < config.batch_size:
                 raise DataError(f"{vocabularies.rows} training rows make no batch of "
                                 f"{config.batch_size} (lower batch_size)")
@@ -265,6 +271,8 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
     if train_store.num_rows < config.batch_size:
         raise DataError(f"{train_store.num_rows} training rows make no batch of "
                         f"{config.batch_size}")
+    local_batch = (config.batch_size // processes
+                   if placed is not None and jax.process_count() > 1 else config.batch_size)
     trainer = _trainer(schema, vocabularies, model, hyper, config, placed)
     if not follower:
         _atomic.write_text(os.path.join(out, "model.json"), json.dumps(
@@ -295,6 +303,17 @@ def fit(schema: Schema | str | os.PathLike, train: Any, *, valid: Any = None,
         _atomic.write_text(os.path.join(out, "fit.json"), json.dumps(summary, indent=1))
     run.history = history
     return run
+
+
+def _resolved(config: FitConfig, rows: int, placed: Any) -> FitConfig:
+    """``config`` with ``batch_size="auto"`` replaced by :func:`~jaxembed.train.
+    field_trainer.auto_batch_size` of the ``rows`` training rows (checked against the mesh)."""
+    if config.batch_size != "auto":
+        return config
+    config = dataclasses.replace(config, batch_size=auto_batch_size(rows))
+    if placed is not None:
+        _check_split(config.batch_size, placed[1])
+    return config
 
 
 def resolve_negative_rate(train: Any, options: dict[str, Any]) -> None:
