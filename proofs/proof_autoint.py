@@ -74,7 +74,7 @@ def test_numeric_features_are_fields_scaled_by_their_value():
     inputs = ModelInputs((TableSpec("a", 6, 3),), (FieldSpec("x", "a"),
                                                    FieldSpec("y", "a", "mean", True, 2)),
                          num_dense=2)
-    model = AutoInt(inputs, rngs=nnx.Rngs(0), layers=1)
+    model = AutoInt(inputs, rngs=nnx.Rngs(0), layers=1, dense_interactions=True)
     dense = np.array([[1.5, -2.0], [0.0, 3.0]], np.float32)
     batch = {"x": Bags([[1], [4]]), "y": Bags([[2, 3], [-1, -1]]), "dense": dense}
     e = model.embeddings(module_rows(model, batch), batch)
@@ -83,6 +83,24 @@ def test_numeric_features_are_fields_scaled_by_their_value():
     np.testing.assert_allclose(e[0, 1], (table[2] + table[3]) / 2, rtol=1e-6)
     np.testing.assert_allclose(e[1, 1], 0.0)
     np.testing.assert_allclose(e[:, 2:], dense[:, :, None] * u[None], rtol=1e-6)
+
+
+def test_numeric_features_out_of_the_attention_are_first_order():
+    """With ``dense_interactions=False`` (the default) :math:`E` holds the fields alone and
+    the numeric features add :math:`\\langle w, \\mathrm{dense} \\rangle` to the logit."""
+    inputs = ModelInputs((TableSpec("a", 6, 3),), (FieldSpec("x", "a"),
+                                                   FieldSpec("y", "a", "mean", True, 2)),
+                         num_dense=2)
+    model = AutoInt(inputs, rngs=nnx.Rngs(0), layers=1, hidden=())
+    model.dense_weights.value = jnp.asarray([0.5, -1.0])
+    dense = np.array([[1.5, -2.0], [0.0, 3.0]], np.float32)
+    batch = {"x": Bags([[1], [4]]), "y": Bags([[2, 3], [-1, -1]]), "dense": dense}
+    rows = module_rows(model, batch)
+    e = model.embeddings(rows, batch)
+    assert e.shape == (2, 2, 3) and model.dense_fields is None
+    attended = model.out(model.interacting[0](e).reshape(2, -1))[:, 0]
+    np.testing.assert_allclose(model.head(rows, batch), attended + dense @ [0.5, -1.0],
+                               rtol=1e-5, atol=1e-6)
 
 
 def softmax_attention(q, k, v):

@@ -41,7 +41,8 @@ VARIANTS = [(name, SMALL[name]) for name in sorted(SMALL)] + [
     ("dcnv2", {"hidden": (8,), "structure": "stacked", "low_rank": 2, "num_experts": 3,
                "expert_activation": "tanh"}),
     ("xdeepfm", {"cin_layers": (3, 3), "split_half": False, "hidden": ()}),
-    ("autoint", {"layers": 1, "residual": False}),
+    ("autoint", {"layers": 1, "residual": False, "hidden": ()}),
+    ("autoint", {"layers": 1, "dense_interactions": True, "hidden": ()}),
     ("fm", {"dense_interactions": True}),
     ("deepfm", {"hidden": (8,), "dense_interactions": True}),
 ]

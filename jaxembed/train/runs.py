@@ -62,12 +62,13 @@ from jaxembed.train.field_trainer import FieldTrainer, FitConfig, auto_batch_siz
 
 RUN_FORMAT = 2
 _FORMAT_DEFAULTS: dict[int, dict[str, dict[str, Any]]] = {
-    1: {"fm": {"dense_interactions": True}, "deepfm": {"dense_interactions": True}},
+    1: {"fm": {"dense_interactions": True}, "deepfm": {"dense_interactions": True},
+        "autoint": {"dense_interactions": True, "hidden": ()}},
     2: {},
 }
 """Per readable run format, the hyperparameters whose default changed since it was written
-(``model.json`` keeps only those given): format 1 runs of ``fm`` and ``deepfm`` had the
-numeric features in the pairwise sum."""
+(``model.json`` keeps only those given): format 1 runs of ``fm``, ``deepfm`` and ``autoint``
+had the numeric features in their interactions (and ``autoint`` no deep tower)."""
 _CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(FitConfig))
 
 
