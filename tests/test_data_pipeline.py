@@ -275,6 +275,11 @@ def test_csv_read_in_pieces_equals_one_piece(tmp_path, monkeypatch, header, newl
     built = Vocabularies.build(batches, schema, seed=1)
     again = Vocabularies.build(expected, schema, seed=1)
     assert built.tables == again.tables and built.dense == again.dense
+    threads = __import__("threading").active_count()
+    stopped = record_batches(path, schema)
+    next(stopped)
+    stopped.close()  # a consumer that stops early leaves no helper thread behind
+    assert __import__("threading").active_count() == threads
 
 
 @pytest.mark.parametrize("header", [True, False])
