@@ -207,6 +207,128 @@ def test_reader_errors_name_file_line_and_value(schema: Schema, tmp_path) -> Non
         check_source(str(binary), schema)
 
 
+PIECES_SCHEMA = {"label": {"column": "y"}, "feature": [
+    {"name": "a", "kind": "categorical"}, {"name": "x", "kind": "dense", "buckets": 4}]}
+
+
+def _pieces_log(tmp_path, *, header: bool = True, newline: str = "\n", final: bool = True,
+                suffix: str = "", bad: str | None = None) -> tuple[str, Schema]:
+    """A CSV of 400 rows (about 9 KiB): empty cells, a quoted delimiter, non-ASCII text, a
+    column the schema does not read; ``bad`` replaces line 350."""
+    raw = dict(PIECES_SCHEMA)
+    if not header:
+        raw["options"] = {"header": False, "names": ["y", "a", "note", "x"]}
+    lines = ["y,a,note,x"] if header else []
+    for i in range(400):
+        a = ["", f"u{i % 37}", '"q,uoted"', "\u00fcn\u00ef"][i % 7 % 4]
+        x = "" if i % 11 == 0 else f"{np.sin(i) * 100:.6f}"
+        lines.append(f"{i % 2},{a},n{i},{x}")
+    if bad is not None:
+        lines[349] = bad
+    text = (newline.join(lines) + (newline if final else "")).encode()
+    path = tmp_path / f"log.csv{suffix}"
+    opener = {"": open, ".gz": __import__("gzip").open, ".bz2": __import__("bz2").open}[suffix]
+    with opener(path, "wb") as handle:
+        handle.write(text)
+    return str(path), Schema.from_dict(raw)
+
+
+def _decoded(batches) -> pa.Table:
+    """The batches as one table, dictionary columns as their strings."""
+    table = pa.Table.from_batches(list(batches)).combine_chunks()
+    return pa.table({name: column.cast(column.type.value_type)
+                     if pa.types.is_dictionary(column.type) else column
+                     for name, column in zip(table.column_names, table.columns, strict=True)})
+
+
+@pytest.mark.parametrize("header, newline, final, suffix", [
+    (True, "\n", True, ""), (False, "\n", True, ""), (True, "\r\n", True, ""),
+    (False, "\r\n", False, ""), (True, "\n", False, ""), (False, "\n", False, ""),
+    (True, "\r\n", False, ".gz"), (False, "\n", True, ".bz2")])
+def test_csv_read_in_pieces_equals_one_piece(tmp_path, monkeypatch, header, newline, final,
+                                             suffix) -> None:
+    """A CSV parsed in pieces of 1 KiB (about 9 pieces) gives the rows of a one-piece read
+    and the batches of pyarrow's streaming reader with 1 KiB blocks (the earlier reader)."""
+    import pyarrow.csv as pa_csv
+
+    from jaxembed.data import readers
+
+    path, schema = _pieces_log(tmp_path, header=header, newline=newline, final=final,
+                               suffix=suffix)
+    whole = _decoded(record_batches(path, schema, dictionary=True))
+    assert whole.num_rows == 400 and whole.column("a").null_count > 0
+    assert whole.column("a").to_pylist()[:4] == [None, "u1", "q,uoted", "\u00fcn\u00ef"]
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 1024)
+    batches = list(record_batches(path, schema, dictionary=True))
+    assert len(batches) >= 8
+    assert _decoded(batches).equals(whole)
+    plan = readers.ColumnPlan.of(schema, dictionary=True)
+    streaming = pa_csv.open_csv(
+        path, read_options=pa_csv.ReadOptions(
+            block_size=1024, column_names=None if header else ["y", "a", "note", "x"]),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=plan.fixed, include_columns=list(plan.types),
+            strings_can_be_null=True, quoted_strings_can_be_null=True))
+    expected = [b for b in streaming if b.num_rows]
+    assert [b.num_rows for b in batches] == [b.num_rows for b in expected]
+    for got, want in zip(batches, expected, strict=True):
+        assert _decoded([got]).equals(_decoded([want]))
+    built = Vocabularies.build(batches, schema, seed=1)
+    again = Vocabularies.build(expected, schema, seed=1)
+    assert built.tables == again.tables and built.dense == again.dense
+    threads = __import__("threading").active_count()
+    stopped = record_batches(path, schema)
+    next(stopped)
+    stopped.close()  # a consumer that stops early leaves no helper thread behind
+    assert __import__("threading").active_count() == threads
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_csv_error_in_a_later_piece_names_its_line(tmp_path, monkeypatch, header) -> None:
+    from jaxembed.data import readers
+
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 1024)
+    for bad, message in (("0,u2,n2", "line 350: 3 fields"),
+                         ("0,u2,n2,cheap", "line 350, column 'x': value 'cheap' is not")):
+        path, schema = _pieces_log(tmp_path, header=header, bad=bad)
+        with pytest.raises(DataError, match=message):
+            list(record_batches(path, schema, dictionary=True))
+
+
+def test_csv_line_end_split_between_pieces(tmp_path, monkeypatch) -> None:
+    """A ``\\r\\n`` whose ``\\r`` is the last byte of a 1 KiB read: the piece ends after the
+    ``\\r`` (as the streaming reader's block does) and the next starts with an empty line."""
+    from jaxembed.data import readers
+
+    rows = [f"{i % 2},u{i % 5},n{i:04d}{'p' * 5 if i == 0 else ''},{i % 10}.5\r\n"
+            for i in range(200)]
+    text = "y,a,note,x\r\n" + "".join(rows)
+    assert text[1023:1025] == "\r\n"
+    path = tmp_path / "log.csv"
+    path.write_bytes(text.encode())
+    schema = Schema.from_dict(PIECES_SCHEMA)
+    whole = _decoded(record_batches(str(path), schema))
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 1024)
+    pieces = list(readers._pieces(str(path), 1024))
+    assert pieces[0].endswith(b"\r") and pieces[1].startswith(b"\n1,u3,n0063,")
+    batches = list(record_batches(str(path), schema))
+    assert [b.num_rows for b in batches[:2]] == [63, 64]
+    assert _decoded(batches).equals(whole) and whole.num_rows == 200
+    assert whole.column("x").to_pylist()[60:64] == [0.5, 1.5, 2.5, 3.5]
+
+
+@pytest.mark.parametrize("text, suffix, message", [
+    ("y,a,note,x\n", "", "has no rows"), ("y,a,note,x", "", "has no rows"),
+    ("y,a,note,x\r\n", ".gz", "has no rows"), ("", ".gz", "has no column 'y'")])
+def test_csv_with_only_a_header_has_no_rows(tmp_path, text, suffix, message) -> None:
+    path = tmp_path / f"log.csv{suffix}"
+    opener = {"": open, ".gz": __import__("gzip").open}[suffix]
+    with opener(path, "wb") as handle:
+        handle.write(text.encode())
+    with pytest.raises(DataError, match=message):
+        list(record_batches(str(path), Schema.from_dict(PIECES_SCHEMA)))
+
+
 def test_label_threshold(tmp_path) -> None:
     raw = __import__("tomllib").loads(
         '[label]\ncolumn="rating"\nthreshold=4\n[[feature]]\nname="u"\nkind="categorical"\n')

@@ -3,7 +3,12 @@
 ``record_batches(data, schema)`` accepts
 
 * a path to a CSV/TSV file (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``/``.bz2``),
-  read by ``pyarrow.csv.open_csv`` block by block: with a header row, or with
+  read in pieces of :data:`BLOCK_BYTES` of text cut at line ends, each parsed by
+  ``pyarrow.csv.read_csv`` on all of pyarrow's threads and the next one parsed while this
+  one is consumed (a newline or carriage return always ends a row: pyarrow parses with
+  ``newlines_in_values`` false, so a quoted value cannot hold one); the batches are those
+  of pyarrow's streaming reader ``open_csv``, which parses one block at a time and is
+  slower (docs/benchmarks.md, "Encoding a Criteo file"). With a header row, or with
   ``[options] header = false`` and ``names = [...]`` (the ``criteo`` preset gives the
   Criteo columns, tab-separated); the delimiter is ``[options] delimiter``, else ``\\t``
   for ``.tsv``/``.txt`` and ``,`` otherwise;
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +48,8 @@ from jaxembed.data.schema import CRITEO_COLUMNS, Schema
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 BLOCK_BYTES = 16 << 20
-"""Bytes of CSV text parsed per block (pyarrow splits a block over its threads)."""
+"""Bytes of CSV text per piece, i.e. per record batch (pyarrow splits a piece over its
+threads); ``event_logs`` uses it as its streaming reader's block size."""
 
 
 class DataError(ValueError):
@@ -240,34 +247,94 @@ def _no_names(path: str) -> list[str]:
 
 
 def _csv(path: str, schema: Schema, plan: ColumnPlan) -> Iterator[pa.RecordBatch]:
+    """The batches of a CSV/TSV file: one per piece of its text (:func:`_pieces`), each
+    piece parsed by ``pyarrow.csv.read_csv`` in ``cpu_count`` blocks on pyarrow's threads,
+    the next piece read and parsed on a helper thread while the consumer works on this one
+    (one piece ahead, no more: the helper holds at most two reads of ``BLOCK_BYTES`` of text
+    and one parsed piece beside the consumer's batch).
+
+    With a header, the names are parsed from the first line and the first piece starts after
+    it; every piece is read with those names. A piece's blocks are combined into one batch,
+    so the batches are the streaming reader's (``open_csv`` with ``block_size=BLOCK_BYTES``:
+    batch ``k`` holds the rows that end in bytes ``[k B, (k + 1) B)`` of the text). That
+    keeps more than the rows: a bucketed dense field's quantile sample draws its keys per
+    batch (:meth:`Vocabularies.build <jaxembed.data.vocabularies.Vocabularies.build>`).
+    """
     delimiter, names = _csv_layout(path, schema)
     if os.path.getsize(path) == 0:
         raise DataError(f"data file {path!r} is empty")
     _check_columns(_header(path, delimiter, names), plan, repr(path))
-    read = pa_csv.ReadOptions(block_size=BLOCK_BYTES, column_names=names)
     parse = pa_csv.ParseOptions(delimiter=delimiter)
     convert = pa_csv.ConvertOptions(column_types=plan.fixed, include_columns=list(plan.types),
                                     strings_can_be_null=True, quoted_strings_can_be_null=True)
+
+    def tables() -> Iterator[pa.Table]:
+        columns = names
+        for piece in _pieces(path, BLOCK_BYTES):
+            if columns is None:
+                end = _line_end(piece)
+                line = piece[:end].rstrip(b"\r\n") + b"\n"  # pyarrow wants a line end here
+                columns = pa_csv.read_csv(pa.py_buffer(line), parse_options=parse).column_names
+                piece = piece[end:]
+            if piece:
+                block = max(1 << 20, -(-len(piece) // pa.cpu_count()))
+                yield pa_csv.read_csv(
+                    pa.py_buffer(piece), parse_options=parse, convert_options=convert,
+                    read_options=pa_csv.ReadOptions(column_names=columns, block_size=block))
+
+    rows, parsed = 0, tables()
     try:
-        reader = pa_csv.open_csv(path, read_options=read, parse_options=parse,
-                                 convert_options=convert)
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(next, parsed, None)
+            while (table := ahead.result()) is not None:
+                ahead = pool.submit(next, parsed, None)
+                if table.num_rows:
+                    rows += table.num_rows
+                    yield table.combine_chunks().to_batches()[0].select(list(plan.types))
     except pa.ArrowKeyError as err:
         raise DataError(f"data {path!r}: {_missing_column(path, err, delimiter, names)}"
                         ) from None
     except (pa.ArrowInvalid, UnicodeDecodeError) as err:
         raise DataError(_located(path, err, delimiter, names, plan)) from None
-    rows = 0
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except (pa.ArrowInvalid, UnicodeDecodeError) as err:
-            raise DataError(_located(path, err, delimiter, names, plan)) from None
-        rows += batch.num_rows
-        yield batch.select(list(plan.types))
+    finally:
+        parsed.close()  # a consumer that stopped early: the file is closed now
     if rows == 0:
         raise DataError(f"data file {path!r} has no rows")
+
+
+def _pieces(path: str, size: int) -> Iterator[bytes]:
+    """The text of ``path`` (``.gz``/``.bz2``/... decompressed by ``pyarrow.input_stream``)
+    in pieces of whole lines: each read of ``size`` bytes up to its last line end (``\\n``
+    or ``\\r``), after the rest of the read before it; the last read is taken whole, so a
+    last line without a line end closes the last piece (as in the streaming reader's last
+    block).
+
+    Cutting after any ``\\n`` or ``\\r`` is sound because pyarrow ends a row at each of
+    them: ``ParseOptions.newlines_in_values`` stays false (nothing in a schema turns it on),
+    so no value, quoted or not, holds one. It is where the streaming reader cuts its blocks
+    (pyarrow's ``NewlineBoundaryFinder``). A ``\\r\\n`` split by a cut leaves an empty
+    line at the start of the next piece, which the parser skips."""
+    carry = b""
+    with pa.input_stream(path) as stream:
+        data = stream.read(size)
+        while data:
+            following = stream.read(size)
+            cut = data.rfind(b"\n") + 1 if following else len(data)
+            cut = max(cut, data.rfind(b"\r", cut) + 1)
+            if cut == 0:
+                carry += data
+            else:
+                yield b"".join((carry, memoryview(data)[:cut])) if carry else data[:cut]
+                carry = data[cut:]
+            data = following
+
+
+def _line_end(text: bytes) -> int:
+    """The end of the first line of ``text`` (after its ``\\n``, ``\\r`` or ``\\r\\n``)."""
+    end = text.find(b"\n")
+    end = len(text) if end < 0 else end + 1
+    cr = text.find(b"\r", 0, end)
+    return end if cr < 0 or cr == end - 2 else cr + 1
 
 
 def _header(path: str, delimiter: str, names: list[str] | None) -> list[str]:
