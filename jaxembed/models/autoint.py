@@ -39,13 +39,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxembed.models.fm import numeric_vectors
 from jaxembed.models.inputs import ModelInputs
 from jaxembed.models.parts import (
     common_dim,
     count,
     deep_input,
     deep_width,
+    numeric_vectors,
     tower,
     widths,
 )

@@ -25,9 +25,9 @@ from typing import Any
 import jax
 from flax import nnx
 
-from jaxembed.models.fm import numeric_vectors, pairwise
+from jaxembed.models.fm import pairwise
 from jaxembed.models.inputs import ModelInputs
-from jaxembed.models.parts import common_dim, deep_input, deep_width, tower
+from jaxembed.models.parts import common_dim, deep_input, deep_width, numeric_vectors, tower
 from jaxembed.nn.fields import FieldEmbeddings, Rows, module_rows
 
 

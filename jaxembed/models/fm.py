@@ -47,7 +47,7 @@ from flax import nnx
 from jaxembed.bags import Bags
 from jaxembed.lookup import pooling_weights
 from jaxembed.models.inputs import ModelInputs
-from jaxembed.models.parts import DenseFields, common_dim
+from jaxembed.models.parts import DenseFields, common_dim, numeric_vectors
 from jaxembed.nn.fields import FieldEmbeddings, Rows, module_rows
 
 
@@ -84,16 +84,6 @@ def pairwise(fields: FieldEmbeddings, rows: Rows, batch: Mapping[str, Any],
         total = total + vectors.sum(axis=1)
         squares = squares + jnp.sum(vectors * vectors, axis=(1, 2))
     return 0.5 * (jnp.sum(total * total, axis=-1) - squares)
-
-
-def numeric_vectors(inputs: ModelInputs, dim: int, dense_interactions: bool, *,
-                    rngs: nnx.Rngs, init_std: float) -> DenseFields | None:
-    """The numeric features' vectors :math:`u_j` when they take part in the pairwise sum
-    (``dense_interactions``), else None."""
-    if not isinstance(dense_interactions, bool):
-        raise ValueError(f"dense_interactions must be true or false, got {dense_interactions!r}")
-    return (DenseFields(inputs.num_dense, dim, rngs=rngs, init_std=init_std)
-            if dense_interactions else None)
 
 
 class FM(nnx.Module):

@@ -5,7 +5,8 @@ r"""Pieces the zoo's models share: the deep tower, numeric features as fields, o
 * :func:`deep_input` — every field's pooled embedding side by side with the numeric features,
   :math:`[e_1, \dots, e_F, \mathrm{dense}]`, the deep tower's input;
 * :class:`DenseFields` — numeric feature :math:`j` as one more field whose embedding is
-  :math:`u_j \cdot \mathrm{dense}_j` (AutoInt; the numeric part of FM's interactions);
+  :math:`u_j \cdot \mathrm{dense}_j` (AutoInt; the numeric part of FM's interactions), and
+  :func:`numeric_vectors`, which builds it for a model's ``dense_interactions`` option;
 * :func:`common_dim` — the one embedding width that models stacking their fields need, or a
   ``ValueError`` naming the field whose width differs.
 """
@@ -113,3 +114,14 @@ class DenseFields(nnx.Module):
 
     def __call__(self, batch: Mapping[str, Any]) -> jax.Array:
         return dense(batch)[:, :, None] * self.u[...][None]
+
+
+def numeric_vectors(inputs: ModelInputs, dim: int, dense_interactions: bool, *,
+                    rngs: nnx.Rngs, init_std: float) -> DenseFields | None:
+    """The numeric features' vectors :math:`u_j` when they take part in a model's
+    interactions (``dense_interactions``: FM's pairwise sum, AutoInt's attention), else
+    None."""
+    if not isinstance(dense_interactions, bool):
+        raise ValueError(f"dense_interactions must be true or false, got {dense_interactions!r}")
+    return (DenseFields(inputs.num_dense, dim, rngs=rngs, init_std=init_std)
+            if dense_interactions else None)
