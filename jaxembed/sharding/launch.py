@@ -77,8 +77,8 @@ def run_pytest(path: str, prefix: str, num_devices: int, *, expect_passed: int,
     path = os.path.abspath(path)
     root = os.path.dirname(os.path.dirname(path))
     result = run_python(
-        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", f"python_functions={prefix}*",
-         path],
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",  # one process: the child
+         "-o", f"python_functions={prefix}*", path],
         num_devices, timeout=timeout, cwd=root,
         env={"JAX_DISABLE_MOST_OPTIMIZATIONS": "1", **(env or {})},
     )
