@@ -24,8 +24,9 @@ from jaxembed.data.schema import Schema, SchemaError, criteo_schema
 from jaxembed.data.vocabularies import FieldVocab, Vocabularies
 from jaxembed.encoding.hashing import GAMMA, mix64, seed_key
 from jaxembed.encoding.vocab import Vocabulary
+from jaxembed.nn.fields import LinearTable
 from jaxembed.train import runs, scoring
-from jaxembed.train.field_trainer import FitConfig, auto_batch_size
+from jaxembed.train.field_trainer import FitConfig, auto_batch_size, table_rule
 
 ISSUE_SCHEMA = """
 [label]
@@ -602,17 +603,39 @@ def test_format_1_runs_keep_their_numeric_interactions(tmp_path) -> None:
                    epochs=1, batch_size=128, dense_interactions=True)
     path = tmp_path / "run" / "model.json"
     meta = json.loads(path.read_text())
-    assert meta["format"] == runs.RUN_FORMAT == 2
+    assert meta["format"] == runs.RUN_FORMAT == 3
     assert meta["hyper"] == {"dense_interactions": True}
     meta["format"], meta["hyper"] = 1, {}
     path.write_text(json.dumps(meta))
     loaded = runs.Run.load(tmp_path / "run")
     assert loaded.hyper == {"dense_interactions": True}
     assert all(np.array_equal(a, b) for a, b in zip(_params(run), _params(loaded), strict=True))
-    meta["format"] = 3
+    meta["format"] = 4
     path.write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="has format 3, this jaxembed reads 1, 2"):
+    with pytest.raises(ValueError, match="has format 4, this jaxembed reads 1, 2, 3"):
         runs.Run.load(tmp_path / "run")
+
+
+def test_format_2_runs_keep_their_ftrl_accumulator_start(tmp_path) -> None:
+    """A run of format 2 (before ``linear_initial_accumulator``; its linear tables' FTRL
+    started at 0.1) loads with 0.1, so ``jaxembed update`` grows and continues it with the
+    rule it was fitted with; a format 3 run keeps what it stored."""
+    train, _ = criteo_like(600, 0, scale=0.003)
+    runs.fit(criteo_schema(min_count=1), train, model="lr", out=tmp_path / "run", epochs=1,
+             batch_size=128, linear_initial_accumulator=0.02)
+    path = tmp_path / "run" / "model.json"
+    meta = json.loads(path.read_text())
+    loaded = runs.Run.load(tmp_path / "run")
+    assert loaded.config.linear_initial_accumulator == 0.02
+    rule = table_rule(LinearTable, loaded.config)
+    assert np.all(np.asarray(rule.init(np.zeros((3, 1), np.float32)).accumulators) == 0.02)
+    del meta["config"]["linear_initial_accumulator"]
+    meta["format"] = 2
+    path.write_text(json.dumps(meta))
+    assert runs.Run.load(tmp_path / "run").config.linear_initial_accumulator == 0.1
+    with pytest.raises(ValueError, match="linear_initial_accumulator must be >= 0, got -1"):
+        runs.fit(criteo_schema(min_count=1), train, model="lr", out=tmp_path / "bad",
+                 linear_initial_accumulator=-1)
 
 
 def test_fit_comes_within_002_of_bayes_on_generated_criteo(tmp_path) -> None:

@@ -64,7 +64,12 @@ class FitConfig:
     embedding_optimizer: str = "adam"
     embedding_learning_rate: float = 1e-3
     embedding_l2: float = 1e-6
-    linear_learning_rate: float = 0.5
+    linear_learning_rate: float = 0.2
+    linear_initial_accumulator: float = 1e-3
+    """FTRL's starting ``n`` on the linear tables (Keras: 0.1). The loss is a batch *mean*, so
+    a row's gradient is about ``1/batch_size`` of an example's: from 0.1, ``sqrt(n)`` hardly
+    moves and FTRL runs as plain SGD at ``alpha / 0.32``; from 1e-3 each id's rate
+    ``alpha / sqrt(n)`` adapts to its own gradients (``docs/benchmarks.md``)."""
     linear_l1: float = 0.0
     linear_l2: float = 1e-3
     patience: int = 2
@@ -97,7 +102,7 @@ class FitConfig:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0 (0 holds the group fixed), got "
                                  f"{getattr(self, name)!r}")
-        for name in ("embedding_l2", "linear_l1", "linear_l2"):
+        for name in ("embedding_l2", "linear_l1", "linear_l2", "linear_initial_accumulator"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if isinstance(self.negative_rate, bool) or not 0.0 < self.negative_rate <= 1.0:
@@ -146,7 +151,8 @@ def table_rule(kind: type, config: FitConfig, key: str = "") -> SparseRule:
     mini-batches). ``key``: the table's ``table_key``."""
     if issubclass(kind, LinearTable):
         inner = sparse_ftrl(max(config.linear_learning_rate, 1e-30), l1=config.linear_l1,
-                            l2=config.linear_l2)
+                            l2=config.linear_l2,
+                            initial_accumulator_value=config.linear_initial_accumulator)
         if config.linear_learning_rate == 0:
             return sparse_frozen(inner)
     else:

@@ -60,15 +60,21 @@ from jaxembed.train import checkpoint
 from jaxembed.train.evaluate import report
 from jaxembed.train.field_trainer import FieldTrainer, FitConfig, auto_batch_size
 
-RUN_FORMAT = 2
+RUN_FORMAT = 3
 _FORMAT_DEFAULTS: dict[int, dict[str, dict[str, Any]]] = {
     1: {"fm": {"dense_interactions": True}, "deepfm": {"dense_interactions": True},
         "autoint": {"dense_interactions": True, "hidden": ()}},
     2: {},
+    3: {},
 }
 """Per readable run format, the hyperparameters whose default changed since it was written
 (``model.json`` keeps only those given): format 1 runs of ``fm``, ``deepfm`` and ``autoint``
 had the numeric features in their interactions (and ``autoint`` no deep tower)."""
+_FORMAT_CONFIG_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: {"linear_initial_accumulator": 0.1}, 2: {"linear_initial_accumulator": 0.1}, 3: {}}
+"""Per readable run format, the fit options it did not store (``model.json`` keeps every
+option it knew) at the value its fit used: before format 3, FTRL's linear tables started
+their accumulators at 0.1."""
 _CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(FitConfig))
 
 
@@ -106,7 +112,7 @@ class Run:
             raise ValueError(f"run {path!r} has format {meta.get('format')!r}, this jaxembed "
                              f"reads {', '.join(map(str, _FORMAT_DEFAULTS))}")
         hyper = {**_FORMAT_DEFAULTS[meta["format"]].get(meta["model"], {}), **meta["hyper"]}
-        config = FitConfig(**meta["config"])
+        config = FitConfig(**{**_FORMAT_CONFIG_DEFAULTS[meta["format"]], **meta["config"]})
         trainer = _trainer(schema, vocabularies, meta["model"], hyper, config)
         found = checkpoint.restore_latest(os.path.join(path, "params"), trainer.params())
         if found is None:
