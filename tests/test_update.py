@@ -198,6 +198,8 @@ def test_a_schema_mismatch_stops_before_any_update_naming_the_column(deep_run, t
         update(deep_run, tmp_path.parent / "retyped.csv", out=tmp_path / "d")
     with pytest.raises(ValueError, match="unknown update option 'hiden'"):
         update(deep_run, frame(200, 9), out=tmp_path / "c", hiden=[3])
+    with pytest.raises(ValueError, match="cannot change 'linear_initial_accumulator'"):
+        update(deep_run, frame(200, 9), out=tmp_path / "c", linear_initial_accumulator=0.5)
     with pytest.raises(ValueError, match="would overwrite the parent run"):
         update(deep_run, frame(200, 9), out=deep_run.path)
     assert os.listdir(tmp_path) == []

@@ -99,8 +99,9 @@ UPDATE_LEARNING_RATE = 1e-3
 """SGD rate of the dense layers in an update (measured: ``jaxembed bench online``, see
 ``docs/benchmarks.md``)."""
 
-_FIXED = ("embedding_optimizer", "seed")
-"""Options an update cannot change: the embedding slots' layout and the encoding's hash seed."""
+_FIXED = ("embedding_optimizer", "seed", "linear_initial_accumulator")
+"""Options an update cannot change: the embedding slots' layout, the encoding's hash seed and
+FTRL's starting accumulator (the linear slots continue from the run's)."""
 
 
 # --------------------------------------------------------------------------- configuration
