@@ -503,6 +503,35 @@ def test_fit_evaluate_predict(schema: Schema, tmp_path) -> None:
         runs.fit(schema, train, model="lr", out=tmp_path / "run")
 
 
+def test_a_loaded_run_is_built_abstractly_and_still_trains(schema: Schema, tmp_path) -> None:
+    """``Run.load`` builds the model without running its initializers (every parameter is
+    restored); its optimizer states, never stored in ``params/``, are made on the first step
+    and equal a concrete trainer's: one step of both gives the same parameters."""
+    from jaxembed.data.loader import sequential_batches
+    from jaxembed.models import registry
+    from jaxembed.train.field_trainer import FieldTrainer, is_abstract
+
+    runs.fit(schema, _log(600, 1), model="wide_deep", out=tmp_path / "run", epochs=1,
+             batch_size=128, hidden=[8])
+    loaded = runs.Run.load(tmp_path / "run")
+    assert is_abstract(loaded.trainer.table_states) and not is_abstract(loaded.trainer.tables)
+    concrete = FieldTrainer(registry.build("wide_deep", loaded.encoder.inputs, hidden=[8]),
+                            loaded.config)
+    concrete.set_params(jax.tree.map(np.array, loaded.trainer.params()))
+    store = write_store(record_batches(_log(256, 2), schema), loaded.encoder, tmp_path / "s")
+    batch = next(sequential_batches(store, 128))
+    loaded.trainer.step(batch)
+    concrete.step(batch)
+    assert not is_abstract(loaded.trainer.table_states)
+    for a, b in zip(jax.tree.leaves(loaded.trainer.params()),
+                    jax.tree.leaves(concrete.params()), strict=True):
+        np.testing.assert_array_equal(a, b)
+    abstract = FieldTrainer(registry.build("wide_deep", loaded.encoder.inputs, hidden=[8],
+                                           abstract=True), loaded.config)
+    with pytest.raises(ValueError, match="built abstractly"):
+        abstract.step(batch)
+
+
 def test_resume_equals_uninterrupted_bit_for_bit(schema: Schema, tmp_path, monkeypatch) -> None:
     """A run cut in the middle of an epoch and resumed from its last checkpoint (loader
     position included) ends with the same parameters and metrics as an uninterrupted one."""

@@ -81,6 +81,24 @@ def test_checkpoint_keeps_empty_leaves(tmp_path):
     np.testing.assert_array_equal(back["w"], tree["w"])
 
 
+def test_checkpoint_restores_onto_an_abstract_template(tmp_path):
+    """A template of ``jax.ShapeDtypeStruct`` leaves (``jax.eval_shape``: nothing initialised
+    only to be overwritten) restores the same values as a concrete one, empty leaves and
+    numpy scalars included."""
+    import jax
+    import jax.numpy as jnp
+
+    tree = {"w": jnp.arange(6.0).reshape(2, 3), "empty": jnp.zeros((0, 2)),
+            "i": jnp.arange(4, dtype=jnp.int32)}
+    checkpoint.save(tmp_path / "c", 1, tree)
+    _, concrete = checkpoint.restore_latest(tmp_path / "c", jax.tree.map(jnp.zeros_like, tree))
+    _, abstract = checkpoint.restore_latest(tmp_path / "c", jax.eval_shape(lambda: tree))
+    for key in tree:
+        assert isinstance(abstract[key], jax.Array) and abstract[key].dtype == tree[key].dtype
+        assert abstract[key].shape == tree[key].shape
+        np.testing.assert_array_equal(abstract[key], concrete[key])
+
+
 def test_the_replay_emits_every_impression_once_and_keeps_every_positive(tables):
     log = tables[0]
     rows, labels, stats = replay(log)

@@ -114,6 +114,23 @@ def test_model_keeps_the_gathered_rows_contract(name, hyper):
                  g_rest, g_rest_rows)
 
 
+@pytest.mark.parametrize(("name", "hyper"), VARIANTS,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(VARIANTS)])
+def test_an_abstract_build_has_the_concrete_structure(name, hyper):
+    """``registry.build(..., abstract=True)`` (what a loaded run restores into) has the
+    concrete model's graph and every parameter's shape and dtype, and no value."""
+    concrete = registry.build(name, INPUTS, seed=0, **hyper)
+    abstract = registry.build(name, INPUTS, seed=0, abstract=True, **hyper)
+    graph, state = nnx.split(concrete)
+    abstract_graph, abstract_state = nnx.split(abstract)
+    assert graph == abstract_graph
+    leaves, shapes = jax.tree.leaves(state), jax.tree.leaves(abstract_state)
+    assert len(leaves) == len(shapes) > 0
+    for leaf, shape in zip(leaves, shapes, strict=True):
+        assert isinstance(shape, jax.ShapeDtypeStruct)
+        assert (shape.shape, shape.dtype) == (leaf.shape, leaf.dtype)
+
+
 def test_registry_lists_the_zoo():
     assert {"fm", "deepfm", "dcnv2", "xdeepfm", "autoint", "din"} <= set(registry.available())
     with pytest.raises(ValueError, match="unknown model 'fmm'; available: autoint, dcnv2"):

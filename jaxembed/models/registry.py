@@ -49,9 +49,12 @@ def hyperparameters(name: str) -> dict[str, Any]:
             if p.kind is p.KEYWORD_ONLY and p.name != "rngs"}
 
 
-def build(name: str, inputs: ModelInputs, *, seed: int = 0, **hyper: Any) -> nnx.Module:
+def build(name: str, inputs: ModelInputs, *, seed: int = 0, abstract: bool = False,
+          **hyper: Any) -> nnx.Module:
     """``Class(inputs, rngs=nnx.Rngs(seed), **hyper)``; an unknown hyperparameter is an error
-    that lists the accepted ones."""
+    that lists the accepted ones. ``abstract``: the model's structure with
+    ``jax.ShapeDtypeStruct`` leaves (``nnx.eval_shape``: no initializer runs), for a model
+    whose every parameter is then restored from a checkpoint."""
     cls = model_class(name)
     accepted = hyperparameters(name)
     unknown = sorted(set(hyper) - set(accepted))
@@ -60,4 +63,6 @@ def build(name: str, inputs: ModelInputs, *, seed: int = 0, **hyper: Any) -> nnx
                          f"{', '.join(sorted(accepted)) or 'none'}")
     from flax import nnx
 
+    if abstract:
+        return nnx.eval_shape(lambda: cls(inputs, rngs=nnx.Rngs(seed), **hyper))
     return cls(inputs, rngs=nnx.Rngs(seed), **hyper)

@@ -7,7 +7,9 @@ leaves the previous checkpoint as the latest one; :func:`restore_latest` ignores
 folders. Restoring needs a template pytree of the same structure (a freshly built run), whose
 tree definition puts the leaves back in place — nothing is unpickled. Each leaf is restored
 with the template leaf's sharding, so a checkpoint saved on one set of devices restores onto
-another.
+another. The template may be abstract (``jax.ShapeDtypeStruct`` leaves, as from
+``jax.eval_shape``): its leaves are restored onto the default device, and nothing has to be
+initialised only to be overwritten.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def _stored(tree: Any) -> dict[str, Any]:
     return {key: leaf for key, leaf in _flat(tree).items() if np.size(leaf) > 0}
 
 
+def _size(leaf: Any) -> int:
+    """Elements of a leaf, abstract (``jax.ShapeDtypeStruct``) or not."""
+    return int(np.prod(leaf.shape)) if isinstance(leaf, jax.ShapeDtypeStruct) else np.size(leaf)
+
+
 def save(directory: str | os.PathLike, step: int, tree: Any) -> None:
     """Save ``tree`` as checkpoint ``step`` and wait until it is committed."""
     manager = _manager(directory)
@@ -61,11 +68,15 @@ def _target(leaf: Any, stored: Any) -> jax.ShapeDtypeStruct:
     of rows."""
     if isinstance(leaf, jax.Array):
         return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
-    leaf = np.asarray(leaf)
-    shape = leaf.shape
-    if leaf.ndim and shape[0] == 0 and stored is not None and len(stored.shape) == leaf.ndim:
+    sharding = None
+    if isinstance(leaf, jax.ShapeDtypeStruct):  # an abstract template: the default device
+        sharding = leaf.sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    else:
+        leaf = np.asarray(leaf)
+    shape = tuple(leaf.shape)
+    if shape and shape[0] == 0 and stored is not None and len(stored.shape) == len(shape):
         shape = (int(stored.shape[0]), *shape[1:])
-    return jax.ShapeDtypeStruct(shape, leaf.dtype)
+    return jax.ShapeDtypeStruct(shape, leaf.dtype, sharding=sharding)
 
 
 def restore_latest(directory: str | os.PathLike, template: Any) -> tuple[int, Any] | None:
@@ -81,7 +92,7 @@ def restore_latest(directory: str | os.PathLike, template: Any) -> tuple[int, An
     try:
         stored = dict(manager.item_metadata(step).tree)
         abstract = {key: _target(leaf, stored.get(key)) for key, leaf in _flat(template).items()
-                    if key in stored or np.size(leaf) > 0}
+                    if key in stored or _size(leaf) > 0}
         restored = dict(manager.restore(step, args=ocp.args.StandardRestore(abstract)))
     except (ValueError, KeyError) as err:
         raise ValueError(
@@ -90,8 +101,10 @@ def restore_latest(directory: str | os.PathLike, template: Any) -> tuple[int, An
     finally:
         manager.close()
     for key, leaf in _flat(template).items():
-        if key not in restored and np.size(leaf) == 0:
-            restored[key] = leaf  # an empty leaf was not stored: the template's is the value
+        if key not in restored and _size(leaf) == 0:
+            # an empty leaf was not stored: the template's is the value
+            restored[key] = (jax.numpy.zeros(leaf.shape, leaf.dtype)
+                             if isinstance(leaf, jax.ShapeDtypeStruct) else leaf)
     if len(restored) != len(leaves):
         raise ValueError(f"checkpoint {step} has {len(restored)} arrays, expected {len(leaves)}")
     return step, jax.tree.unflatten(treedef, [restored[key] for key in sorted(restored)])

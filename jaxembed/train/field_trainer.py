@@ -221,11 +221,20 @@ class FieldTrainer:
         self.tables = [leaf for _, leaf in flat]
         self.rules = [table_rule(kind, config, key)
                       for kind, key in zip(self.layout.kinds, self.layout.keys, strict=True)]
-        self.table_states = [rule.init(t) for rule, t in zip(self.rules, self.tables,
-                                                             strict=True)]
-        self.dense_state = dense_transform(config).init(self.rest)
+        # an abstract model (``registry.build(..., abstract=True)``, parameters to be
+        # restored) gets abstract optimizer states too, made concrete on the first step
+        states = self.initial_states
+        self.table_states, self.dense_state = (
+            jax.eval_shape(states, self.tables, self.rest) if is_abstract(self.tables)
+            else states(self.tables, self.rest))
         self._step = _compiled_step(self.graphdef, self.table_def, self.layout, config)
         self._predict = _compiled_predict(self.graphdef, self.table_def, self.layout)
+
+    def initial_states(self, tables: list, rest: Any) -> tuple[list, Any]:
+        """``(table_states, dense_state)``: the rules' initial optimizer states of these
+        parameters (pure: ``jax.eval_shape`` of it gives their shapes)."""
+        return ([rule.init(t) for rule, t in zip(self.rules, tables, strict=True)],
+                dense_transform(self.config).init(rest))
 
     def model(self) -> nnx.Module:
         """The model with the current parameters."""
@@ -253,6 +262,12 @@ class FieldTrainer:
 
     def step(self, batch: Mapping[str, np.ndarray]) -> jax.Array:
         """Train on one batch; returns its mean loss (before the update)."""
+        if is_abstract((self.tables, self.rest)):
+            raise ValueError("this trainer's model was built abstractly: load or set its "
+                             "parameters before training it")
+        if is_abstract((self.table_states, self.dense_state)):
+            # parameters restored without their optimizer state: the rules' initial state
+            self.table_states, self.dense_state = self.initial_states(self.tables, self.rest)
         arrays = {k: v for k, v in batch.items() if k != "group"}
         self.tables, self.table_states, self.rest, self.dense_state, loss = self._step(
             self.tables, self.table_states, self.rest, self.dense_state, arrays)
@@ -267,6 +282,11 @@ class FieldTrainer:
         """Click probabilities of a batch of encoded arrays."""
         arrays = {k: v for k, v in batch.items() if k not in ("group", "label", "mask")}
         return np.asarray(self._predict(self.tables, self.rest, arrays))
+
+
+def is_abstract(tree: Any) -> bool:
+    """Whether any leaf of ``tree`` is a ``jax.ShapeDtypeStruct`` (a shape without a value)."""
+    return any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(tree))
 
 
 def _rows(tables: list, layout: _Layout, bags: Mapping[str, Any]) -> dict:

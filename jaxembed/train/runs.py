@@ -113,7 +113,7 @@ class Run:
                              f"reads {', '.join(map(str, _FORMAT_DEFAULTS))}")
         hyper = {**_FORMAT_DEFAULTS[meta["format"]].get(meta["model"], {}), **meta["hyper"]}
         config = FitConfig(**{**_FORMAT_CONFIG_DEFAULTS[meta["format"]], **meta["config"]})
-        trainer = _trainer(schema, vocabularies, meta["model"], hyper, config)
+        trainer = _trainer(schema, vocabularies, meta["model"], hyper, config, abstract=True)
         found = checkpoint.restore_latest(os.path.join(path, "params"), trainer.params())
         if found is None:
             raise FileNotFoundError(f"run {path!r} has no saved parameters (params/)")
@@ -129,10 +129,11 @@ def _read_json(path: str) -> dict:
 
 
 def _trainer(schema: Schema, vocabularies: Vocabularies, model: str, hyper: Mapping,
-             config: FitConfig, mesh: Any = None) -> FieldTrainer:
-    """The run's trainer: one device, or ``mesh = (MeshSpec, jax Mesh)`` sharded."""
+             config: FitConfig, mesh: Any = None, abstract: bool = False) -> FieldTrainer:
+    """The run's trainer: one device, or ``mesh = (MeshSpec, jax Mesh)`` sharded;
+    ``abstract``: without initial values (every parameter is restored next)."""
     inputs = Encoder(schema, vocabularies, seed=config.seed).inputs
-    built = registry.build(model, inputs, seed=config.seed, **hyper)
+    built = registry.build(model, inputs, seed=config.seed, abstract=abstract, **hyper)
     if mesh is None:
         return FieldTrainer(built, config)
     from jaxembed.train.field_sharding import ShardedFieldTrainer
@@ -191,7 +192,8 @@ def check_model(schema: Schema, model: str, options: Mapping[str, Any]
         hyper.setdefault("domains", {k: list(v) for k, v in schema.options.domains.items()})
     config = FitConfig(**config_kwargs)
     try:
-        registry.build(model, model_inputs(schema, lambda f: 2), seed=config.seed, **hyper)
+        registry.build(model, model_inputs(schema, lambda f: 2), seed=config.seed,
+                       abstract=True, **hyper)
     except (ValueError, TypeError) as err:
         if not hyper or str(err).startswith(f"model {model!r}"):
             raise

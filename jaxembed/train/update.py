@@ -292,28 +292,36 @@ def _grow_state(old_table: Any, old_state: Any, fresh_state: Any, at: int, init:
 # --------------------------------------------------------------------------- the update
 def _dense_state(fresh: Any, parent: Any, parent_config: FitConfig, config: FitConfig) -> Any:
     """The dense optimizer state to continue: the parent's when the rule is the same kind
-    (inside ``optax.MultiSteps`` when accumulating), else the fresh one."""
+    (inside ``optax.MultiSteps`` when accumulating), else the fresh one. ``fresh()`` makes
+    the update's initial state (called only when needed)."""
     if config.learning_rate == 0 or parent_config.learning_rate == 0 \
             or config.dense_optimizer != parent_config.dense_optimizer:
-        return fresh
+        return fresh()
     inner = parent.inner_opt_state if isinstance(parent, optax.MultiStepsState) else parent
-    if isinstance(fresh, optax.MultiStepsState):
-        return fresh._replace(inner_opt_state=inner)
+    if config.accumulate > 1:
+        return fresh()._replace(inner_opt_state=inner)
     return inner
 
 
 def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig,
                       growth: Growth | None) -> tuple[FieldTrainer, str]:
-    """The update's trainer holding the parent's parameters and optimizer state (grown)."""
-    # the template (and the state when the run kept none) is the rules' initial state, not
-    # the trainer's live one (a Run returned by fit holds its last epoch's, not its best's)
+    """The update's trainer holding the parent's parameters and optimizer state (grown).
+
+    Nothing is initialised only to be overwritten: the optimizer state's template is
+    abstract, and so is the model unless rows grow (a grown row may start from the model's
+    initialisation). Every array the trainer holds is its own (a host copy of the parent's
+    live parameters, or read from the parent's checkpoint): its step donates its buffers."""
     # the parent's logical parameters, on this process's default device: a run fitted on a
     # mesh holds its tables sharded and the rest replicated (an update runs on one device)
-    params = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), parent.trainer.params())
+    params = jax.device_put(jax.tree.map(np.array, parent.trainer.params()))
     parent_tables = list(params["tables"])
-    template = {"table_states": [rule.init(t) for rule, t in zip(
-        parent.trainer.rules, parent_tables, strict=True)],
-        "dense_state": dense_transform(parent.config).init(parent.trainer.rest)}
+
+    def initial(tables: list, rest: Any) -> dict:
+        # the rules' initial state, not the trainer's live one (a Run returned by fit holds
+        # its last epoch's, not its best's)
+        table_states, dense_state = parent.trainer.initial_states(tables, rest)
+        return {"table_states": table_states, "dense_state": dense_state}
+
     folder = os.path.join(parent.path, "optimizer")
     epoch = checkpoint.latest_step(folder)
     found = None
@@ -323,18 +331,18 @@ def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig
         # a fit interrupted between its two saves: the state belongs to other parameters
         restored = "fresh (the parent's optimizer state is of another epoch than its params)"
     else:
-        found = checkpoint.restore_latest(folder, template)
+        found = checkpoint.restore_latest(
+            folder, jax.eval_shape(initial, parent_tables, params["rest"]))
         restored = "continued"
-    state = found[1] if found is not None else template
+    state = found[1] if found is not None else initial(parent_tables, params["rest"])
     inputs = Encoder(parent.schema, vocabularies, seed=config.seed).inputs
     trainer = FieldTrainer(registry.build(parent.model_name, inputs, seed=config.seed,
-                                          **parent.hyper), config)
+                                          abstract=growth is None, **parent.hyper), config)
     tables, states = [], []
     for i, key in enumerate(trainer.layout.keys):
         # the rule's own slots, out of (and back into) an accumulating wrapper, whose
         # partial sum of gradients, if the parent held one, is dropped
         old_table, old_state = parent_tables[i], _inner(state["table_states"][i])
-        fresh = trainer.table_states[i]
         name = key.split(":", 1)[1] if ":" in key else None
         if growth is not None and name in growth.tables:
             at, init = growth.tables[name]
@@ -342,25 +350,23 @@ def _restored_trainer(parent: Run, vocabularies: Vocabularies, config: FitConfig
             tables.append(jnp.asarray(_grow_array(
                 np.asarray(old_table), np.asarray(trainer.tables[i]), at, init, True)))
             old_state = jax.tree.map(jnp.asarray, _grow_state(
-                old_table, old_state, _inner(fresh), at, init, linear))
+                old_table, old_state, _inner(trainer.table_states[i]), at, init, linear))
         else:
             tables.append(old_table)
-        states.append(fresh._replace(inner=old_state)
-                      if isinstance(fresh, SparseAccumulatedState) else old_state)
-    # copies: the step donates its buffers, and the parent's live arrays must survive it
-    trainer.tables, trainer.table_states = _copy(tables), _copy(states)
-    trainer.rest = _copy(params["rest"])
-    trainer.dense_state = _copy(_dense_state(trainer.dense_state, state["dense_state"],
-                                             parent.config, config))
+        if isinstance(trainer.table_states[i], SparseAccumulatedState):
+            # a fresh (concrete) wrapper around the continued slots
+            states.append(trainer.rules[i].init(tables[-1])._replace(inner=old_state))
+        else:
+            states.append(old_state)
+    trainer.tables, trainer.table_states = tables, states
+    trainer.rest = params["rest"]
+    trainer.dense_state = _dense_state(lambda: dense_transform(config).init(params["rest"]),
+                                       state["dense_state"], parent.config, config)
     return trainer, restored
 
 
 def _inner(state: Any) -> Any:
     return state.inner if isinstance(state, SparseAccumulatedState) else state
-
-
-def _copy(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
 
 
 def _grown_rows(growth: Growth | None, schema: Schema) -> tuple[tuple[str, int, int], ...]:
