@@ -482,7 +482,8 @@ def update(run: Run | str | os.PathLike, data: Any, *, out: str | os.PathLike | 
         }
         _atomic.write_text(os.path.join(tmp, "lineage.json"), json.dumps(lineage, indent=1))
     console(f"wrote the updated run to {out}")
-    return Run.load(out)
+    # the run as written (the same arrays, not read back: that would only cost time)
+    return dataclasses.replace(result, path=out)
 
 
 def _read_lineage(path: str) -> dict | None:
