@@ -530,6 +530,16 @@ def test_a_loaded_run_is_built_abstractly_and_still_trains(schema: Schema, tmp_p
                                            abstract=True), loaded.config)
     with pytest.raises(ValueError, match="built abstractly"):
         abstract.step(batch)
+    # host (numpy) parameters, as an update's copies of its parent's: the step is one
+    # program, not one for the first call's uncommitted inputs and another for the rest
+    import dataclasses
+
+    host = FieldTrainer(registry.build("wide_deep", loaded.encoder.inputs, hidden=[8]),
+                        dataclasses.replace(loaded.config, seed=12345))
+    host.set_params(jax.tree.map(np.array, loaded.trainer.params()))
+    for _ in range(3):
+        host.step(batch)
+    assert host._step._cache_size() == 1
 
 
 def test_resume_equals_uninterrupted_bit_for_bit(schema: Schema, tmp_path, monkeypatch) -> None:

@@ -90,7 +90,10 @@ def restore_latest(directory: str | os.PathLike, template: Any) -> tuple[int, An
     leaves, treedef = jax.tree.flatten(template)
     manager = _manager(directory)
     try:
-        stored = dict(manager.item_metadata(step).tree)
+        # the stored shapes matter only for a template's empty leaves (reading them costs
+        # about as much as restoring a small model)
+        empty = any(_size(leaf) == 0 for leaf in leaves)
+        stored = dict(manager.item_metadata(step).tree) if empty else {}
         abstract = {key: _target(leaf, stored.get(key)) for key, leaf in _flat(template).items()
                     if key in stored or _size(leaf) > 0}
         restored = dict(manager.restore(step, args=ocp.args.StandardRestore(abstract)))

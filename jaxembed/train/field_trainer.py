@@ -269,8 +269,9 @@ class FieldTrainer:
             # parameters restored without their optimizer state: the rules' initial state
             self.table_states, self.dense_state = self.initial_states(self.tables, self.rest)
         arrays = {k: v for k, v in batch.items() if k != "group"}
+        state = _committed((self.tables, self.table_states, self.rest, self.dense_state))
         self.tables, self.table_states, self.rest, self.dense_state, loss = self._step(
-            self.tables, self.table_states, self.rest, self.dense_state, arrays)
+            *state, arrays)
         return loss
 
     def probability_function(self) -> Callable:
@@ -282,6 +283,16 @@ class FieldTrainer:
         """Click probabilities of a batch of encoded arrays."""
         arrays = {k: v for k, v in batch.items() if k not in ("group", "label", "mask")}
         return np.asarray(self._predict(self.tables, self.rest, arrays))
+
+
+def _committed(tree: Any) -> Any:
+    """``tree`` with every leaf a jax array committed to the default device. The step's
+    outputs are committed arrays; inputs that are not (freshly initialised or host arrays)
+    would make the second call a different program to ``jit`` (lowered and compiled again,
+    or read again from the persistent cache: 0.2 s to seconds)."""
+    if all(isinstance(x, jax.Array) and x.committed for x in jax.tree.leaves(tree)):
+        return tree
+    return jax.device_put(tree, next(iter(jax.device_put(np.zeros(())).devices())))
 
 
 def is_abstract(tree: Any) -> bool:
