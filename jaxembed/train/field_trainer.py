@@ -262,17 +262,28 @@ class FieldTrainer:
 
     def step(self, batch: Mapping[str, np.ndarray]) -> jax.Array:
         """Train on one batch; returns its mean loss (before the update)."""
+        arrays = {k: v for k, v in batch.items() if k != "group"}
+        self.tables, self.table_states, self.rest, self.dense_state, loss = self._step(
+            *self._training_state(), arrays)
+        return loss
+
+    def _training_state(self) -> tuple:
+        """``(tables, table_states, rest, dense_state)`` as the step takes them: jax arrays
+        committed to the default device. The step's outputs are committed arrays; inputs that
+        are not (freshly initialised or host arrays) would make the second call a different
+        program to ``jit`` (lowered and compiled again, or read again from the persistent
+        cache: 0.2 s to seconds). After the first step this is one pass over the leaves."""
+        state = (self.tables, self.table_states, self.rest, self.dense_state)
+        if all(isinstance(x, jax.Array) and x.committed for x in jax.tree.leaves(state)):
+            return state
         if is_abstract((self.tables, self.rest)):
             raise ValueError("this trainer's model was built abstractly: load or set its "
                              "parameters before training it")
         if is_abstract((self.table_states, self.dense_state)):
             # parameters restored without their optimizer state: the rules' initial state
             self.table_states, self.dense_state = self.initial_states(self.tables, self.rest)
-        arrays = {k: v for k, v in batch.items() if k != "group"}
-        state = _committed((self.tables, self.table_states, self.rest, self.dense_state))
-        self.tables, self.table_states, self.rest, self.dense_state, loss = self._step(
-            *state, arrays)
-        return loss
+            state = (self.tables, self.table_states, self.rest, self.dense_state)
+        return jax.device_put(state, next(iter(jax.device_put(np.zeros(())).devices())))
 
     def probability_function(self) -> Callable:
         """The pure ``probabilities(tables, rest, batch)`` of this model's structure (on
@@ -283,16 +294,6 @@ class FieldTrainer:
         """Click probabilities of a batch of encoded arrays."""
         arrays = {k: v for k, v in batch.items() if k not in ("group", "label", "mask")}
         return np.asarray(self._predict(self.tables, self.rest, arrays))
-
-
-def _committed(tree: Any) -> Any:
-    """``tree`` with every leaf a jax array committed to the default device. The step's
-    outputs are committed arrays; inputs that are not (freshly initialised or host arrays)
-    would make the second call a different program to ``jit`` (lowered and compiled again,
-    or read again from the persistent cache: 0.2 s to seconds)."""
-    if all(isinstance(x, jax.Array) and x.committed for x in jax.tree.leaves(tree)):
-        return tree
-    return jax.device_put(tree, next(iter(jax.device_put(np.zeros(())).devices())))
 
 
 def is_abstract(tree: Any) -> bool:
