@@ -142,6 +142,8 @@ CTR_CASES: list[tuple[list[str], str]] = [
     (["fit", "--schema", "{ctr_schema}", "--train", "{ctr_train}", "--out", "{out}",
       "--epochs", "0"], "--epochs: must be an integer >= 1, got '0'"),
     (["fit", "--schema", "{ctr_schema}", "--train", "{ctr_train}", "--out", "{out}",
+      "--batch-size", "big"], "--batch-size: must be an integer >= 1 or 'auto', got 'big'"),
+    (["fit", "--schema", "{ctr_schema}", "--train", "{ctr_train}", "--out", "{out}",
       "--learning-rate", "-1"], "--learning-rate: must be a number > 0"),
     (["fit", "--schema", "{ctr_schema}", "--train", "{ctr_train}", "--out", "{out}",
       "--set", "nonsense"], "--set: must look like KEY=VALUE"),

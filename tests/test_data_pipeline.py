@@ -584,17 +584,18 @@ def test_fit_bad_input(schema: Schema, tmp_path) -> None:
 
 
 def test_auto_batch_size_follows_the_training_rows(schema: Schema, tmp_path) -> None:
-    """``batch_size="auto"``: the largest power of two with at least 128 steps an epoch,
-    within [256, 1024]; fit stores the number it resolved."""
-    assert [auto_batch_size(n) for n in (1, 40_000, 65_535, 65_536, 131_071, 131_072,
-                                         10**8)] == [256, 256, 256, 512, 512, 1024, 1024]
+    """``batch_size="auto"`` (the default): the largest power of two with at least 1,024
+    steps an epoch, within [256, 1024]; fit stores the number it resolved."""
+    assert FitConfig().batch_size == "auto"
+    assert [auto_batch_size(n) for n in (1, 40_000, 524_287, 524_288, 1_048_575,
+                                         1_048_576, 10**8)] == [256, 256, 256, 512, 512,
+                                                                1024, 1024]
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1 or 'auto', "
                                          "got 'big'"):
         FitConfig(batch_size="big")
     with pytest.raises(ValueError, match="rows must be an integer >= 1, got 0"):
         auto_batch_size(0)
-    run = runs.fit(schema, _log(600), model="lr", out=tmp_path / "run", epochs=1,
-                   batch_size="auto")
+    run = runs.fit(schema, _log(600), model="lr", out=tmp_path / "run", epochs=1)
     assert run.config.batch_size == 256
     model = json.loads((tmp_path / "run" / "model.json").read_text())
     assert model["config"]["batch_size"] == 256

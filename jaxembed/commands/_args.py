@@ -33,6 +33,7 @@ __all__ = [
     "HelpFormatter",
     "Parser",
     "UsageError",
+    "batch_size",
     "distinct_paths",
     "existing_dir",
     "existing_file",
@@ -93,6 +94,18 @@ positive_int = int_at_least(1)
 positive_int.__doc__ = "An integer >= 1."
 nonneg_int = int_at_least(0)
 nonneg_int.__doc__ = "An integer >= 0."
+
+
+def batch_size(text: str) -> int | str:
+    """A batch size: an integer >= 1, or ``auto`` (``jaxembed.train.field_trainer.
+    auto_batch_size`` of the training rows)."""
+    if str(text).strip() == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto', got {text!r}"
+                                         ) from None
 
 
 def float_in(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False,

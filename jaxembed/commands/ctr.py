@@ -215,9 +215,9 @@ def add_ctr_parsers(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--epochs", type=_args.positive_int, default=None, metavar="N",
                      help="most passes over the training rows (early stopping may end "
                           "sooner; default 10)")
-    fit.add_argument("--batch-size", type=_args.positive_int, default=None, metavar="N",
-                     help="rows per step (default 1024; --set batch_size=auto picks the "
-                          "largest power of two in 256..1024 giving 128 steps an epoch)")
+    fit.add_argument("--batch-size", type=_args.batch_size, default=None, metavar="N",
+                     help="rows per step, or auto (the default: 256 below 524,288 training "
+                          "rows, 512 below 1,048,576, then 1024)")
     fit.add_argument("--learning-rate", type=_args.positive_float, default=None, metavar="LR",
                      help="Adam rate of the dense layers (default 0.003)")
     fit.add_argument("--seed", type=_args.nonneg_int, default=None, help="random seed "
