@@ -27,6 +27,32 @@ def test_models_bench_runs_without_peer(tmp_path):
     assert "| lr |" in table and "n/a" in table
 
 
+def test_a_peer_that_cannot_run_is_reported_and_the_bench_goes_on(tmp_path, monkeypatch):
+    """DeepCTR-Torch 0.3.0's xDeepFM and AutoInt raise on a log with a behaviour history: the
+    row says so and the other models still run (stand-in peer modules: no torch in CI)."""
+    import types
+
+    fake = types.SimpleNamespace(__version__="stand-in", set_num_threads=lambda n: None,
+                                 get_num_threads=lambda: 1)
+    monkeypatch.setitem(__import__("sys").modules, "torch", fake)
+    monkeypatch.setitem(__import__("sys").modules, "deepctr_torch", fake)
+    monkeypatch.setattr(models, "_import_peer", lambda: True)
+
+    def cannot_run(name, *args):
+        raise RuntimeError(f"Given groups=1, expected input to have 16 channels ({name})\nmore")
+
+    monkeypatch.setattr(models, "_peer_entry", cannot_run)
+    results = models.run(rows=3000, models="xdeepfm,lr", data="criteo", epochs=1, steps=2,
+                         warmup=1, out=str(tmp_path))
+    for name in ("xdeepfm", "lr"):
+        entry = results["models"][name]
+        assert "peer" not in entry and 0.5 < entry["auc"] <= 1.0
+        assert entry["peer_error"] == f"Given groups=1, expected input to have 16 channels ({name})"
+    assert "DeepCTR-Torch failed: Given groups=1" in models._line("lr", results["models"]["lr"])
+    assert "| xdeepfm | " in models.markdown(results) and "fails: Given groups=1" in \
+        models.markdown(results)
+
+
 def test_models_bench_runs_search_ctr_on_the_search_log(tmp_path):
     results = models.run(rows=6000, models="search_ctr", data="search", epochs=1, steps=2,
                          warmup=1, peer=False, out=str(tmp_path))
