@@ -26,7 +26,7 @@ from jaxembed.encoding.hashing import GAMMA, mix64, seed_key
 from jaxembed.encoding.vocab import Vocabulary
 from jaxembed.nn.fields import LinearTable
 from jaxembed.train import runs, scoring
-from jaxembed.train.field_trainer import FitConfig, auto_batch_size, table_rule
+from jaxembed.train.field_trainer import FitConfig, auto_batch_size, scoring_batch, table_rule
 
 ISSUE_SCHEMA = """
 [label]
@@ -602,6 +602,13 @@ def test_auto_batch_size_follows_the_training_rows(schema: Schema, tmp_path) -> 
     assert runs.Run.load(tmp_path / "run").config.batch_size == 256
     with pytest.raises(DataError, match="make no batch of 256"):
         runs.fit(schema, _log(200), model="lr", out=tmp_path / "small", batch_size="auto")
+
+
+def test_scoring_takes_whole_batches_up_to_1024_rows() -> None:
+    """Validation, evaluate and predict score in calls of the largest multiple of the
+    training batch up to 1024 rows (a multiple: it splits over a mesh as the batch does)."""
+    assert [scoring_batch(b) for b in (1, 96, 256, 1000, 1024, 4096)] == [
+        1024, 960, 1024, 1000, 1024, 4096]
 
 
 def test_seed_encodings_as_field_kinds() -> None:

@@ -58,7 +58,12 @@ from jaxembed.data.vocabularies import Vocabularies
 from jaxembed.models import registry
 from jaxembed.train import checkpoint
 from jaxembed.train.evaluate import report
-from jaxembed.train.field_trainer import FieldTrainer, FitConfig, auto_batch_size
+from jaxembed.train.field_trainer import (
+    FieldTrainer,
+    FitConfig,
+    auto_batch_size,
+    scoring_batch,
+)
 
 RUN_FORMAT = 3
 _FORMAT_DEFAULTS: dict[int, dict[str, dict[str, Any]]] = {
@@ -522,7 +527,7 @@ def _train(run: Run, train: Store, valid: Store, *, resume: bool, console: Any,
                           stale)
             jax.block_until_ready(trainer.tables)
         seconds = time.perf_counter() - tick
-        figures = evaluate_store(trainer, valid, config.batch_size)
+        figures = evaluate_store(trainer, valid, scoring_batch(config.batch_size))
         record = {"epoch": epoch + 1, "loss": float(np.mean([float(x) for x in losses])),
                   "examples_per_s": examples / max(seconds, 1e-9), **figures}
         history.append(record)

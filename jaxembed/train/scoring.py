@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from jaxembed import _atomic
 from jaxembed.data.readers import DataError, record_batches
 from jaxembed.train.evaluate import report
+from jaxembed.train.field_trainer import scoring_batch
 from jaxembed.train.runs import Run
 
 
@@ -35,9 +36,10 @@ def calibrated(run: Run, probs: np.ndarray) -> np.ndarray:
 
 def scored(run: Run, data: Any, labels: bool) -> Iterator[tuple[dict, np.ndarray]]:
     """``(encoded batch, calibrated probabilities)`` of ``data`` in row order, in batches of
-    the run's ``batch_size`` (the last one padded; its probabilities cut to its rows)."""
+    :func:`~jaxembed.train.field_trainer.scoring_batch` rows (the last one padded; its
+    probabilities cut to its rows)."""
     encoder = run.encoder
-    size = run.config.batch_size
+    size = scoring_batch(run.config.batch_size)
     start = 0
     for batch in record_batches(data, run.schema, labels=labels):
         chunk = encoder.encode(batch, labels=labels, start=start)
