@@ -51,8 +51,8 @@ from jaxembed.optim.sparse import (
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
-    """Hyperparameters of :func:`jaxembed.fit` (their defaults are the measured ones in
-    ``docs/data.md``)."""
+    """Hyperparameters of :func:`jaxembed.fit` (their defaults, and where each was measured,
+    are the options table of ``docs/own-data.md``)."""
 
     epochs: int = 10
     batch_size: int | str = "auto"
